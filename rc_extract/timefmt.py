@@ -1,0 +1,56 @@
+"""Datetime parsing and formatting for the ReadyCloud API and for user input (always UTC-aware)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+# ISO 8601 as the API writes it: date, 'T' or space, time with optional fraction, Z or offset.
+_API_DATETIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$",
+    re.IGNORECASE,
+)
+
+
+def parse_api_datetime(value: str) -> datetime:
+    """Parse an API timestamp into an aware UTC datetime; naive input is taken as UTC.
+
+    Raises ValueError on anything that is not an ISO 8601 date-time.
+    """
+    text = value.strip()
+    if not _API_DATETIME.match(text):
+        raise ValueError(f"not an ISO 8601 date-time: {value[:80]!r}")
+    if text[-1] in "zZ":
+        text = text[:-1] + "+00:00"
+    # Python's parser accepts at most 6 fraction digits; the API may send more.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_api_datetime(moment: datetime) -> str:
+    """Format an aware datetime as the API's UTC form with microseconds: 2024-05-01T12:00:00.000000Z."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetimes are not allowed; give a timezone")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_user_datetime(value: str) -> datetime:
+    """Parse a CLI/config timestamp: `2024-05-01` is midnight UTC; no offset means UTC."""
+    text = value.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    try:
+        return parse_api_datetime(text)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a date or ISO 8601 date-time "
+            "(examples: 2024-05-01, 2024-05-01T12:00:00Z)"
+        ) from None
+
+
+def utc_now() -> datetime:
+    """The current time as an aware UTC datetime."""
+    return datetime.now(UTC)
