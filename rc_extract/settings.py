@@ -1,0 +1,70 @@
+"""Constants of the ReadyCloud v2 API and of the client: paths, page size, parameter values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from importlib import metadata
+from urllib.parse import quote
+
+DEFAULT_BASE_URL = "https://www.readycloud.com"
+API_PREFIX = "/api/v2"
+ORGS_PATH = f"{API_PREFIX}/orgs/"
+
+# Client defaults (the constructor's keyword arguments).
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_PAGE_SIZE = 100
+DEFAULT_CONCURRENCY = 4
+DEFAULT_DEADLINE_S = 300.0
+DEFAULT_MAX_BACKOFF_S = 30.0
+BACKOFF_BASE_S = 0.5  # first retry waits about this long; doubles per attempt up to max_backoff
+
+# Orders list parameters (API.md §5).
+EXPAND_ALL = "boxes,items"
+ONLY_COMPACT = "url,nested_updated_at"
+ORDERING_FIELD = "nested_updated_at"
+CHANGE_FIELD = "nested_updated_at"
+FILTER_SINCE = f"{CHANGE_FIELD}__gte"
+FILTER_UNTIL = f"{CHANGE_FIELD}__lt"
+
+# Capability probe: no order can have changed this late, so an honoured filter gives count 0.
+PROBE_FAR_FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
+
+# A verified listing walk is repeated at most this often before giving up.
+MAX_WALK_ATTEMPTS = 5
+
+# HTTP statuses worth retrying besides 429.
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+
+# The query parameter that would carry a token; never sent, stripped from echoed links.
+TOKEN_QUERY_PARAM = "bearer_token"  # noqa: S105 - a parameter name, not a secret
+
+# Response headers that may carry a request id, in order of preference.
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-correlation-id", "x-amzn-requestid")
+
+# How much of a server's error text is kept in exception messages.
+DETAIL_MAX_CHARS = 500
+
+
+def _version() -> str:
+    try:
+        return metadata.version("rc-sync")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+USER_AGENT = f"rc-sync/{_version()} (+httpx)"
+
+
+def org_path(org_pk: str) -> str:
+    """The path of one organization."""
+    return f"{ORGS_PATH}{quote(org_pk, safe='')}/"
+
+
+def orders_path(org_pk: str) -> str:
+    """The path of an organization's orders list."""
+    return f"{org_path(org_pk)}orders/"
+
+
+def order_path(org_pk: str, order_pk: str) -> str:
+    """The path of one order."""
+    return f"{orders_path(org_pk)}{quote(order_pk, safe='')}/"

@@ -1,0 +1,442 @@
+"""The `rc-sync` command line: migrate, sync, reconcile, status, sandbox and demo."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from rc_extract import errors as api_errors
+from rc_extract.timefmt import parse_user_datetime
+from rc_sync.errors import ConfigError, RunFailed
+from rc_sync.report import TABLES, RunReport
+from rc_sync.settings import Settings, load_settings
+
+log = logging.getLogger("rc_sync")
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _config_error_types() -> tuple[type[BaseException], ...]:
+    """Errors that mean 'fix your configuration or credentials' (exit 2)."""
+    from warehouse.migrate import WarehouseNotMigrated
+
+    return (
+        ConfigError,
+        WarehouseNotMigrated,
+        api_errors.AuthenticationError,
+        api_errors.PermissionDeniedError,
+        api_errors.APIConnectionError,
+        api_errors.InsecureTransportError,
+    )
+
+
+def _warehouse_connect_error(exc: BaseException) -> str | None:
+    """A friendly sentence when the warehouse itself cannot be reached, else None."""
+    import sqlalchemy as sa
+
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.ArgumentError):
+        first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
+        return (
+            "cannot open the warehouse (check WAREHOUSE_URL and that the database is running): "
+            + (first[0] if first else type(exc).__name__)
+        )
+    if isinstance(exc, sa.exc.NoSuchModuleError):
+        return f"unsupported WAREHOUSE_URL: {exc}"
+    return None
+
+
+def _redact(text: str, settings: Settings | None) -> str:
+    """Defence in depth: never print the token, whatever an error message contains."""
+    token = settings.readycloud_api_token.get_secret_value() if settings and settings.readycloud_api_token else ""
+    return text.replace(token, "***") if token and len(token) >= 4 else text
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    err_console.print(f"[bold red]rc-sync:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _guarded(settings: Settings | None, action: Callable[[], Any], debug: bool) -> Any:
+    """Run `action`, turning errors into one clear sentence and the CONTRACT exit codes."""
+    try:
+        return action()
+    except KeyboardInterrupt:
+        _fail(EXIT_FAILED, "interrupted; everything committed before the interrupt is kept")
+    except _config_error_types() as exc:
+        if debug:
+            raise
+        _fail(EXIT_CONFIG, _redact(str(exc), settings))
+    except Exception as exc:
+        if debug:
+            raise
+        connect = _warehouse_connect_error(exc)
+        if connect:
+            _fail(EXIT_CONFIG, _redact(connect, settings))
+        prefix = "" if isinstance(exc, RunFailed | api_errors.ReadyCloudError) else f"{type(exc).__name__}: "
+        _fail(
+            EXIT_FAILED,
+            _redact(
+                f"run failed: {prefix}{exc}. Everything committed before the failure is kept; "
+                "the next run continues from the saved watermark.",
+                settings,
+            ),
+        )
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose if verbose else logging.INFO
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs every request URL at INFO; our own lines say enough.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+class Ctx:
+    """Options given on the command group, applied on top of the environment."""
+
+    def __init__(self, overrides: dict[str, Any], verbose: int, debug: bool) -> None:
+        self.overrides = overrides
+        self.verbose = verbose
+        self.debug = debug
+
+    def settings(self, **more: Any) -> Settings:
+        """Settings from env/.env plus the command-line overrides."""
+        return load_settings(**{**self.overrides, **more})
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--base-url", help="ReadyCloud host (READYCLOUD_BASE_URL).")
+@click.option("--orgs", help="Comma-separated org pks to sync (READYCLOUD_ORGS).")
+@click.option("--warehouse-url", help="SQLAlchemy URL of the warehouse (WAREHOUSE_URL).")
+@click.option("--schema", help="PostgreSQL schema for the tables (WAREHOUSE_SCHEMA).")
+@click.option("--page-size", type=int, help="Orders per API page (RC_SYNC_PAGE_SIZE).")
+@click.option("--concurrency", type=int, help="Pages fetched at once (RC_SYNC_CONCURRENCY).")
+@click.option("--max-rps", type=float, help="Client-side request-rate cap (RC_SYNC_MAX_RPS).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="rc-sync")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    base_url: str | None,
+    orgs: str | None,
+    warehouse_url: str | None,
+    schema: str | None,
+    page_size: int | None,
+    concurrency: int | None,
+    max_rps: float | None,
+    verbose: int,
+    debug: bool,
+) -> None:
+    """Keep a SQL warehouse in step with ReadyCloud. Settings come from the environment, a .env
+    file, or these options."""
+    _setup_logging(verbose)
+    ctx.obj = Ctx(
+        {
+            "readycloud_base_url": base_url,
+            "readycloud_orgs": orgs,
+            "warehouse_url": warehouse_url,
+            "warehouse_schema": schema,
+            "page_size": page_size,
+            "concurrency": concurrency,
+            "max_rps": max_rps,
+        },
+        verbose,
+        debug,
+    )
+
+
+def _settings(ctx: Ctx) -> Settings:
+    try:
+        return ctx.settings()
+    except ConfigError as exc:
+        _fail(EXIT_CONFIG, str(exc))
+
+
+@cli.command()
+@pass_ctx
+def migrate(ctx: Ctx) -> None:
+    """Apply the database migrations to WAREHOUSE_URL."""
+    from warehouse import migrate as wh_migrate
+    from warehouse.db import make_engine
+
+    settings = _settings(ctx)
+
+    def action() -> None:
+        engine = make_engine(settings.warehouse_url, settings.warehouse_schema)
+        try:
+            before = wh_migrate.current_revision(engine)
+            wh_migrate.upgrade(engine)
+            after = wh_migrate.current_revision(engine)
+        finally:
+            engine.dispose()
+        if before == after:
+            console.print(f"warehouse is up to date (revision {after})")
+        else:
+            console.print(f"migrated warehouse from {before or 'empty'} to {after}")
+
+    _guarded(settings, action, ctx.debug)
+
+
+def _parse_when(value: str | None, flag: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_user_datetime(value)
+    except ValueError as exc:
+        _fail(EXIT_CONFIG, f"{flag}: {exc}")
+
+
+@cli.command()
+@click.option("--full-refresh", is_flag=True, help="Re-read everything; the watermark ends where an incremental run would.")
+@click.option("--since", "since_text", metavar="T", help="Backfill: re-read orders whose nested_updated_at >= T.")
+@click.option("--until", "until_text", metavar="T", help="Backfill: upper bound (exclusive), default now.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON instead of a table.")
+@pass_ctx
+def sync(
+    ctx: Ctx, full_refresh: bool, since_text: str | None, until_text: str | None, as_json: bool
+) -> None:
+    """Incremental sync of every configured org (first run = full); or a refresh / backfill."""
+    from rc_sync.engine import SyncEngine
+    from rc_sync.progress import default_progress
+
+    if full_refresh and since_text:
+        _fail(EXIT_CONFIG, "--full-refresh and --since cannot be combined")
+    if until_text and not since_text:
+        _fail(EXIT_CONFIG, "--until needs --since (a backfill window)")
+    since = _parse_when(since_text, "--since")
+    until = _parse_when(until_text, "--until")
+    settings = _settings(ctx)
+
+    def action() -> RunReport:
+        progress = default_progress()
+        try:
+            with SyncEngine(settings, progress=progress) as engine:
+                if since is not None:
+                    return engine.sync_window(since, until)
+                if full_refresh:
+                    return engine.sync_full_refresh()
+                return engine.sync_incremental()
+        finally:
+            progress.close()
+
+    report: RunReport = _guarded(settings, action, ctx.debug)
+    _print_report(report, as_json)
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Allow marking more than half of an org's orders deleted.")
+@pass_ctx
+def reconcile(ctx: Ctx, force: bool) -> None:
+    """Find orders that no longer exist at the source and mark them deleted."""
+    from rc_sync.engine import SyncEngine
+    from rc_sync.progress import default_progress
+
+    settings = _settings(ctx)
+
+    def action() -> RunReport:
+        progress = default_progress()
+        try:
+            with SyncEngine(settings, progress=progress) as engine:
+                return engine.reconcile(force=force)
+        finally:
+            progress.close()
+
+    report: RunReport = _guarded(settings, action, ctx.debug)
+    table = Table(title="reconcile")
+    for col in ("org", "at source", "marked deleted", "restored", "requests", "elapsed"):
+        table.add_column(col, justify="right" if col != "org" else "left")
+    for org in report.orgs:
+        table.add_row(
+            org.org_pk,
+            str(org.orders_read),
+            str(org.orders_deleted),
+            str(org.orders_restored),
+            str(org.requests),
+            f"{org.elapsed_s:.1f}s",
+        )
+    console.print(table)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_ctx
+def status(ctx: Ctx, as_json: bool) -> None:
+    """Per org: watermark, last run, row counts and open load issues."""
+    import json
+
+    from rc_sync.engine import SyncEngine
+
+    settings = _settings(ctx)
+
+    def action() -> list[Any]:
+        with SyncEngine(settings) as engine:
+            return list(engine.status())
+
+    rows = _guarded(settings, action, ctx.debug)
+    if as_json:
+        click.echo(json.dumps([_as_plain(r) for r in rows], default=str, indent=2))
+        return
+    if not rows:
+        console.print("no org has been synced yet; run `rc-sync sync`")
+        return
+    table = Table(title=f"rc-sync status ({settings.warehouse_url.split('@')[-1]})")
+    plain = [_as_plain(r) for r in rows]
+    for col in plain[0]:
+        table.add_column(col.replace("_", " "))
+    for row in plain:
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    console.print(table)
+
+
+def _as_plain(row: Any) -> dict[str, Any]:
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(row) and not isinstance(row, type):
+        return asdict(row)
+    if isinstance(row, dict):
+        return row
+    return dict(row._mapping) if hasattr(row, "_mapping") else {"value": row}
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--orgs", "n_orgs", default=2, show_default=True, type=int, help="Number of orgs.")
+@click.option("--orders", "n_orders", default=1000, show_default=True, type=int, help="Orders across all orgs.")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--token", default="sandbox-token", show_default=True)
+@click.option("--latency-ms", default=0.0, show_default=True, type=float, help="Added to every request.")
+@click.option("--page-cap", default=100, show_default=True, type=int, help="Largest page the server returns.")
+@click.option("--relative-next", is_flag=True, help="Host-relative next links instead of absolute.")
+@click.option("--no-filters", is_flag=True, help="Silently ignore datetime filters (like an API without them).")
+@click.option("--fault-rate", default=0.0, show_default=True, type=float, help="Share of requests answered with 429/5xx/garbage.")
+@click.option("--control", is_flag=True, help="Enable the /_sandbox/ control endpoints (create/update/delete orders).")
+def sandbox(
+    host: str,
+    port: int,
+    n_orgs: int,
+    n_orders: int,
+    seed: int,
+    token: str,
+    latency_ms: float,
+    page_cap: int,
+    relative_next: bool,
+    no_filters: bool,
+    fault_rate: float,
+    control: bool,
+) -> None:
+    """Serve a local ReadyCloud-compatible API with generated data."""
+    from rc_sandbox import SandboxConfig, SandboxServer
+
+    config = SandboxConfig(
+        orgs=n_orgs,
+        orders=n_orders,
+        seed=seed,
+        token=token,
+        host=host,
+        port=port,
+        latency_ms=latency_ms,
+        page_cap=page_cap,
+        absolute_next=not relative_next,
+        filters=not no_filters,
+        fault_rate=fault_rate,
+        control=control,
+    )
+    err_console.print(f"generating {n_orders} orders in {n_orgs} orgs (seed {seed})...")
+    server = SandboxServer(config)
+    try:
+        server.start()
+    except OSError as exc:
+        _fail(EXIT_CONFIG, f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port")
+    click.echo(f"READYCLOUD_BASE_URL={server.base_url}")
+    click.echo(f"READYCLOUD_API_TOKEN={server.token}")
+    err_console.print(
+        f"sandbox serving {server.base_url}/api/v2/orgs/ — orgs: {', '.join(server.store.org_pks())}. "
+        "Press Ctrl-C to stop."
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@cli.command()
+@click.option("--orders", "n_orders", default=400, show_default=True, type=int)
+@click.option("--warehouse-url", "demo_url", default="sqlite:///readycloud.db", show_default=True, help="Where the demo writes (the embedded default).")
+@pass_ctx
+def demo(ctx: Ctx, n_orders: int, demo_url: str) -> None:
+    """Start the sandbox, migrate and sync into the embedded default, then show the data."""
+    from rc_sync.demo import run_demo
+
+    _guarded(None, lambda: run_demo(n_orders=n_orders, warehouse_url=demo_url, console=console), ctx.debug)
+
+
+def _print_report(report: RunReport, as_json: bool) -> None:
+    """The end-of-run summary: per org and per table."""
+    import json
+
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        return
+    table = Table(title=f"rc-sync {report.kind}: {report.status}")
+    cols = ("org", "mode", "path", "read", "new", "updated", "unchanged", "issues", "watermark", "requests", "retries", "elapsed")
+    for col in cols:
+        table.add_column(col, justify="left" if col in {"org", "mode", "path", "watermark"} else "right")
+    for o in report.orgs:
+        table.add_row(
+            o.org_pk,
+            o.mode,
+            o.path or "",
+            str(o.orders_read),
+            str(o.orders_new),
+            str(o.orders_updated),
+            str(o.orders_unchanged),
+            str(o.load_issues_new),
+            o.watermark_after.isoformat(timespec="seconds") if o.watermark_after else "",
+            str(o.requests),
+            str(o.retries),
+            f"{o.elapsed_s:.1f}s",
+        )
+    console.print(table)
+    rows = Table(title="rows written")
+    for col in ("table", "inserted", "updated", "deleted"):
+        rows.add_column(col, justify="left" if col == "table" else "right")
+    for name in TABLES:
+        t = report.table_total(name)
+        rows.add_row(name, str(t.inserted), str(t.updated), str(t.deleted))
+    console.print(rows)
+    console.print(
+        f"{report.total('orders_read')} orders read, {report.requests} requests "
+        f"({report.retries} retries, {report.throttled} throttled), "
+        f"{report.total('load_issues_new')} new load issues, {report.elapsed_s:.1f}s"
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="rc-sync")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,400 @@
+"""The sync engine: reads changed orders through rc_extract and loads them through warehouse.
+
+The command line and the Dagster assets both call this class; nothing else talks to both the
+API and the warehouse. See docs/design.md for the window/checkpoint/watermark model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, time as dtime, timedelta
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+
+from rc_extract.changes import ChangeReader, Window
+from rc_extract.client import ReadyCloudClient
+from rc_extract.timefmt import parse_api_datetime, utc_now
+from rc_extract.urls import parse_object_url
+from rc_sync.errors import ConfigError, RunFailed
+from rc_sync.progress import NullProgress, ProgressSink
+from rc_sync.report import OrgReport, RunReport
+from rc_sync.settings import Settings
+from warehouse import migrate as wh_migrate
+from warehouse import state as wh_state
+from warehouse.db import make_engine
+from warehouse.load import Loader
+from warehouse.locks import org_run_lock
+from warehouse.normalize import normalize_orders
+
+log = logging.getLogger(__name__)
+
+# Refuse to mark more than this share of an org's orders deleted in one reconcile unless the
+# listing is the whole truth; a listing that suddenly comes back empty is far more likely an
+# access problem than a mass deletion.
+MASS_DELETE_GUARD = 0.5
+
+
+def day_window(day: date) -> tuple[datetime, datetime]:
+    """The UTC window [day 00:00, next day 00:00) of one partition day."""
+    start = datetime.combine(day, dtime(0), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+class SyncEngine:
+    """Reads orders from ReadyCloud and loads them into the warehouse, one org at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: ReadyCloudClient | None = None,
+        db: sa.Engine | None = None,
+        progress: ProgressSink | None = None,
+        auto_migrate: bool | None = None,
+    ) -> None:
+        self.settings = settings
+        self.progress: ProgressSink = progress or NullProgress()
+        self._client = client
+        self._owns_client = client is None
+        self._db = db
+        self._owns_db = db is None
+        # The embedded SQLite default migrates itself so the first run just works;
+        # a shared warehouse must be migrated on purpose (`rc-sync migrate`).
+        self.auto_migrate = settings.is_sqlite if auto_migrate is None else auto_migrate
+        self._reader: ChangeReader | None = None
+        self._warehouse_checked = False
+
+    # -- resources -------------------------------------------------------------------------
+
+    @property
+    def client(self) -> ReadyCloudClient:
+        """The API client (built from settings on first use; needs the token)."""
+        if self._client is None:
+            s = self.settings
+            self._client = ReadyCloudClient(
+                s.readycloud_base_url,
+                s.require_token(),
+                timeout=s.timeout_s,
+                page_size=s.page_size,
+                max_rps=s.max_rps,
+                concurrency=s.concurrency,
+                deadline=s.deadline_s,
+            )
+        return self._client
+
+    @property
+    def reader(self) -> ChangeReader:
+        """The change reader (capability probes are cached on it)."""
+        if self._reader is None:
+            self._reader = ChangeReader(self.client)
+        return self._reader
+
+    @property
+    def db(self) -> sa.Engine:
+        """The warehouse engine, migrated (embedded SQLite) or checked to be current."""
+        if self._db is None:
+            self._db = make_engine(self.settings.warehouse_url, self.settings.warehouse_schema)
+        if not self._warehouse_checked:
+            if self.auto_migrate:
+                wh_migrate.upgrade(self._db)
+            else:
+                wh_migrate.check_current(self._db)
+            self._warehouse_checked = True
+        return self._db
+
+    def close(self) -> None:
+        """Close the client and dispose of the warehouse engine if this engine built them."""
+        if self._client is not None and self._owns_client:
+            self._client.close()
+        if self._db is not None and self._owns_db:
+            self._db.dispose()
+
+    def __enter__(self) -> SyncEngine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- orgs ------------------------------------------------------------------------------
+
+    def resolve_orgs(self, orgs: Sequence[str] | None = None) -> list[str]:
+        """The orgs to sync: the given ones, READYCLOUD_ORGS, or every org the token can see.
+
+        Always asks the API once, which also proves the token works before anything is written.
+        """
+        visible: list[str] = []
+        for org in self.client.list_orgs():
+            try:
+                visible.append(parse_object_url(str(org.get("url", ""))).org_pk)
+            except ValueError:
+                log.warning("ignoring an org without a usable url: %r", org.get("url"))
+        wanted = list(orgs) if orgs else self.settings.orgs
+        if wanted:
+            unknown = [o for o in wanted if o not in visible]
+            if unknown and visible:
+                log.warning(
+                    "org(s) %s are not listed for this token (visible: %s); trying anyway",
+                    ", ".join(unknown),
+                    ", ".join(visible),
+                )
+            return list(dict.fromkeys(wanted))
+        if not visible:
+            raise ConfigError(
+                "the API token sees no organizations; check the token's user is a member "
+                "of the org, or set READYCLOUD_ORGS"
+            )
+        return visible
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def sync_incremental(self, orgs: Sequence[str] | None = None) -> RunReport:
+        """Read every order changed since each org's watermark (minus the overlap); first run = full."""
+        return self._run("incremental", orgs, self._sync_live_org, full=False)
+
+    def sync_full_refresh(self, orgs: Sequence[str] | None = None) -> RunReport:
+        """Re-read every order; the watermark ends where an incremental run would."""
+        return self._run("full_refresh", orgs, self._sync_live_org, full=True)
+
+    def sync_window(
+        self, since: datetime, until: datetime | None = None, orgs: Sequence[str] | None = None
+    ) -> RunReport:
+        """Re-read one window of nested_updated_at (a backfill); never moves the live watermark."""
+        until = until or utc_now()
+        if since.tzinfo is None or until.tzinfo is None:
+            raise ConfigError("backfill bounds must carry a timezone (UTC is assumed by the CLI)")
+        if since >= until:
+            raise ConfigError(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})")
+        return self._run("window", orgs, self._sync_window_org, since=since, until=until)
+
+    def backfill_days(
+        self, days: Iterable[date], key: str, orgs: Sequence[str] | None = None
+    ) -> RunReport:
+        """Re-read whole UTC days, committing and recording each; a rerun with the same key resumes."""
+        ordered = sorted(set(days))
+        if not ordered:
+            raise ConfigError("no days to backfill")
+        return self._run("backfill", orgs, self._backfill_org, days=ordered, key=key)
+
+    def reconcile(self, orgs: Sequence[str] | None = None, *, force: bool = False) -> RunReport:
+        """Mark orders that vanished at the source as deleted; clear the mark if they came back."""
+        return self._run("reconcile", orgs, self._reconcile_org, force=force)
+
+    def count_window(self, org_pk: str, since: datetime | None, until: datetime | None) -> int:
+        """The API's count of orders of an org whose nested_updated_at is in [since, until)."""
+        return self.reader.count_window(org_pk, Window(since, until))
+
+    def status(self) -> list[wh_state.OrgStatus]:
+        """Per org: watermark, last run, row counts and open load issues."""
+        return wh_state.status(self.db)
+
+    # -- the shared run frame --------------------------------------------------------------
+
+    def _run(
+        self,
+        kind: str,
+        orgs: Sequence[str] | None,
+        per_org: Callable[..., None],
+        **kwargs: Any,
+    ) -> RunReport:
+        """Resolve orgs (proving the token), open the warehouse, run `per_org` for each org."""
+        started = time.monotonic()
+        report = RunReport(kind=kind)
+        org_pks = self.resolve_orgs(orgs)  # before any write: a bad token writes nothing
+        db = self.db
+        before = self.client.stats.snapshot()
+        report.run_id = wh_state.begin_run(db, kind=kind, org_pks=org_pks)
+        try:
+            for org_pk in org_pks:
+                org_report = OrgReport(org_pk=org_pk, mode=kind)
+                report.orgs.append(org_report)
+                org_started = time.monotonic()
+                org_before = self.client.stats.snapshot()
+                try:
+                    per_org(org_report, **kwargs)
+                finally:
+                    org_report.elapsed_s = time.monotonic() - org_started
+                    _add_request_stats(org_report, org_before, self.client.stats.snapshot())
+            report.status = "success"
+        except BaseException as exc:
+            report.status = "failed"
+            report.error = _one_line(exc)
+            raise
+        finally:
+            after = self.client.stats.snapshot()
+            report.requests = int(after.get("requests", 0)) - int(before.get("requests", 0))
+            report.retries = int(after.get("retries", 0)) - int(before.get("retries", 0))
+            report.throttled = int(after.get("throttled", 0)) - int(before.get("throttled", 0))
+            report.elapsed_s = time.monotonic() - started
+            try:
+                wh_state.finish_run(db, report.run_id, report)
+            except Exception:  # recording the run must never hide the run's own error
+                log.exception("could not record the end of run %s", report.run_id)
+        return report
+
+    # -- per org ---------------------------------------------------------------------------
+
+    def _sync_live_org(self, rep: OrgReport, *, full: bool) -> None:
+        """Incremental or full sync of one org under the org's run lock; moves the watermark."""
+        s = self.settings
+        with org_run_lock(self.db, rep.org_pk, timeout_s=s.lock_timeout_s):
+            watermark = wh_state.get_watermark(self.db, rep.org_pk)
+            rep.watermark_before = watermark
+            until = utc_now()
+            since = None
+            if watermark is not None and not full:
+                since = watermark - timedelta(seconds=s.overlap_s)
+                rep.mode = "incremental"
+            else:
+                rep.mode = "full_refresh" if full else "full (first run)"
+            self._load_window(rep, Window(since, until), live=True)
+            rep.watermark_after = wh_state.get_watermark(self.db, rep.org_pk)
+
+    def _sync_window_org(self, rep: OrgReport, *, since: datetime, until: datetime) -> None:
+        """Backfill one window of one org; the live watermark is left alone."""
+        rep.watermark_before = wh_state.get_watermark(self.db, rep.org_pk)
+        self._load_window(rep, Window(since, until), live=False)
+        rep.watermark_after = wh_state.get_watermark(self.db, rep.org_pk)
+
+    def _backfill_org(self, rep: OrgReport, *, days: list[date], key: str) -> None:
+        """Backfill whole days of one org, skipping days already done under `key`."""
+        rep.watermark_before = wh_state.get_watermark(self.db, rep.org_pk)
+        done = wh_state.days_done(self.db, rep.org_pk, key)
+        for day in days:
+            if day in done:
+                rep.days_skipped += 1
+                continue
+            since, until = day_window(day)
+            self._load_window(rep, Window(since, until), live=False, label=f"day {day}")
+            wh_state.mark_day_done(self.db, rep.org_pk, key, day)
+            rep.days_done += 1
+        rep.window_since, _ = day_window(days[0])
+        _, rep.window_until = day_window(days[-1])
+        rep.watermark_after = wh_state.get_watermark(self.db, rep.org_pk)
+
+    def _load_window(
+        self, rep: OrgReport, window: Window, *, live: bool, label: str | None = None
+    ) -> None:
+        """Stream one window from the API into the warehouse in bounded, committed batches."""
+        if rep.window_since is None:
+            rep.window_since = window.since
+        rep.window_until = window.until
+        description = label or (
+            f"{rep.mode} since {window.since.isoformat()}" if window.since else rep.mode
+        )
+        self.progress.start_org(rep.org_pk, description, None)
+        loader = Loader(self.db)
+        pending: list[dict[str, Any]] = []
+        checkpoint: datetime | None = None
+        total_known = False
+        for batch in self.reader.iter_window(rep.org_pk, window):
+            total = getattr(batch, "total", None)
+            if total is not None and not total_known:
+                self.progress.set_total(total)
+                total_known = True
+            pending.extend(batch.orders)
+            if batch.checkpoint is not None and (checkpoint is None or batch.checkpoint > checkpoint):
+                checkpoint = batch.checkpoint
+            if len(pending) >= self.settings.batch_orders:
+                self._flush(loader, rep, pending, checkpoint if live else None)
+                pending = []
+        # The last flush always runs, even when empty, so the watermark reaches `until`.
+        self._flush(loader, rep, pending, checkpoint if live else None)
+        rep.path = self.reader.last_path
+        self.progress.finish_org(_org_summary(rep))
+
+    def _flush(
+        self,
+        loader: Loader,
+        rep: OrgReport,
+        docs: list[dict[str, Any]],
+        checkpoint: datetime | None,
+    ) -> None:
+        """Normalize and load one batch in one transaction; account for what it wrote."""
+        synced_at = utc_now()
+        batch = normalize_orders(rep.org_pk, docs, synced_at)
+        stats = loader.load_batch(rep.org_pk, batch, checkpoint=checkpoint, live=checkpoint is not None)
+        rep.batches += 1
+        rep.orders_read += len(docs)
+        rep.orders_new += stats.orders_new
+        rep.orders_updated += stats.orders_updated
+        rep.orders_unchanged += stats.orders_unchanged
+        rep.orders_skipped_older += stats.orders_skipped_older
+        rep.load_issues_new += stats.issues_new
+        for table, counts in stats.tables.items():
+            if table in rep.tables:
+                rep.tables[table].add(counts.inserted, counts.updated, counts.deleted)
+        self.progress.advance(len(docs))
+
+    def _reconcile_org(self, rep: OrgReport, *, force: bool) -> None:
+        """Compare a verified compact listing with the warehouse; mark deletions and returns."""
+        self.progress.start_org(rep.org_pk, "reconcile", None)
+        listing = self.reader.list_all(rep.org_pk)
+        present: set[str] = set()
+        for url in listing:
+            order_pk = parse_object_url(url).order_pk
+            if order_pk is not None:
+                present.add(order_pk)
+        known = wh_state.known_orders(self.db, rep.org_pk)  # order_pk -> deleted_at | None
+        live_known = {pk for pk, deleted_at in known.items() if deleted_at is None}
+        gone = sorted(live_known - present)
+        back = sorted(pk for pk, deleted_at in known.items() if deleted_at is not None and pk in present)
+        too_many = len(gone) > 10 and len(gone) > MASS_DELETE_GUARD * len(live_known)
+        if too_many and not force:
+            raise RunFailed(
+                f"reconcile of org {rep.org_pk} would mark {len(gone)} of {len(live_known)} orders "
+                "deleted; refusing, as this looks like an access problem rather than deletions. "
+                "Check the token's access to the org, or run `rc-sync reconcile --force`."
+            )
+        now = utc_now()
+        rep.orders_deleted = wh_state.mark_deleted(self.db, rep.org_pk, gone, now)
+        rep.orders_restored = wh_state.clear_deleted(self.db, rep.org_pk, back)
+        rep.path = "compact-listing"
+        rep.orders_read = len(present)
+        self.progress.advance(len(present))
+        self.progress.finish_org(
+            f"{len(present)} orders at the source, {rep.orders_deleted} marked deleted, "
+            f"{rep.orders_restored} restored"
+        )
+
+
+def _add_request_stats(rep: OrgReport, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Attribute the client's request counters since `before` to one org."""
+    rep.requests += int(after.get("requests", 0)) - int(before.get("requests", 0))
+    rep.retries += int(after.get("retries", 0)) - int(before.get("retries", 0))
+    rep.throttled += int(after.get("throttled", 0)) - int(before.get("throttled", 0))
+
+
+def _org_summary(rep: OrgReport) -> str:
+    """One line per org for the progress output."""
+    return (
+        f"{rep.orders_read} orders read ({rep.orders_new} new, {rep.orders_updated} updated, "
+        f"{rep.orders_unchanged} unchanged), {rep.load_issues_new} new load issues"
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line of text (never with a traceback)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+
+
+def parse_watermark(value: str | None) -> datetime | None:
+    """Parse a stored or user-given watermark string (helper for tools and tests)."""
+    return parse_api_datetime(value) if value else None
+
+
+def iter_days(since: date, until: date) -> Iterator[date]:
+    """Every day from `since` to `until`, inclusive."""
+    day = since
+    while day <= until:
+        yield day
+        day += timedelta(days=1)

@@ -1,0 +1,157 @@
+"""Progress output: a rich progress bar per org on a terminal, plain log lines elsewhere."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ProgressSink(Protocol):
+    """Receives progress events from the engine."""
+
+    def start_org(self, org_pk: str, description: str, total: int | None) -> None:
+        """A new org (or day of a backfill) starts; total orders if known."""
+
+    def set_total(self, total: int | None) -> None:
+        """The number of orders to read became known."""
+
+    def advance(self, orders: int) -> None:
+        """Orders were read and loaded."""
+
+    def finish_org(self, summary: str) -> None:
+        """The current org is done."""
+
+    def close(self) -> None:
+        """Stop drawing."""
+
+
+class NullProgress:
+    """Progress that shows nothing (library and Dagster use)."""
+
+    def start_org(self, org_pk: str, description: str, total: int | None) -> None:
+        """Ignore."""
+
+    def set_total(self, total: int | None) -> None:
+        """Ignore."""
+
+    def advance(self, orders: int) -> None:
+        """Ignore."""
+
+    def finish_org(self, summary: str) -> None:
+        """Ignore."""
+
+    def close(self) -> None:
+        """Ignore."""
+
+
+class LogProgress:
+    """Plain log lines, at most one every `every_s` seconds (CI, cron, pipes)."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.every_s = every_s
+        self._org = ""
+        self._done = 0
+        self._total: int | None = None
+        self._last = 0.0
+        self._started = 0.0
+
+    def start_org(self, org_pk: str, description: str, total: int | None) -> None:
+        """Log the start of an org."""
+        self._org, self._done, self._total = org_pk, 0, total
+        self._started = self._last = time.monotonic()
+        log.info("org %s: %s", org_pk, description)
+
+    def set_total(self, total: int | None) -> None:
+        """Remember the total."""
+        self._total = total
+
+    def advance(self, orders: int) -> None:
+        """Log progress now and then."""
+        self._done += orders
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            rate = self._done / max(now - self._started, 1e-9)
+            of = f"/{self._total}" if self._total is not None else ""
+            log.info("org %s: %d%s orders (%.0f/s)", self._org, self._done, of, rate)
+
+    def finish_org(self, summary: str) -> None:
+        """Log the org's summary."""
+        log.info("org %s: %s", self._org, summary)
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+class RichProgress:
+    """A progress bar per org on a terminal: orders read, rate and ETA when the count is known."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._task: TaskID | None = None
+        self._started = 0.0
+        self._progress.start()
+
+    def start_org(self, org_pk: str, description: str, total: int | None) -> None:
+        """Add a bar for the org."""
+        self._started = time.monotonic()
+        self._task = self._progress.add_task(f"org {org_pk} {description}", total=total, rate="")
+
+    def set_total(self, total: int | None) -> None:
+        """Set the bar's total."""
+        if self._task is not None:
+            self._progress.update(self._task, total=total)
+
+    def advance(self, orders: int) -> None:
+        """Move the bar."""
+        if self._task is None:
+            return
+        self._progress.advance(self._task, orders)
+        done = self._progress.tasks[-1].completed
+        rate = done / max(time.monotonic() - self._started, 1e-9)
+        self._progress.update(self._task, rate=f"{rate:,.0f} orders/s")
+
+    def finish_org(self, summary: str) -> None:
+        """Complete the bar and print the summary line."""
+        if self._task is not None:
+            task = self._progress.tasks[-1]
+            self._progress.update(self._task, total=task.completed)
+        self._progress.console.print(f"  {summary}")
+
+    def close(self) -> None:
+        """Stop the live display."""
+        self._progress.stop()
+
+
+def default_progress() -> ProgressSink:
+    """A progress bar on a terminal, log lines otherwise."""
+    if sys.stderr.isatty():
+        return RichProgress()
+    return LogProgress()

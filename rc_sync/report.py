@@ -1,0 +1,101 @@
+"""What a run did: per-org and per-run counts, for the CLI summary, sync_runs and Dagster metadata."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+TABLES = ("orders", "boxes", "items", "addresses")
+
+
+@dataclass
+class TableCounts:
+    """Rows written to one table."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    def add(self, inserted: int = 0, updated: int = 0, deleted: int = 0) -> None:
+        """Accumulate counts from one batch."""
+        self.inserted += inserted
+        self.updated += updated
+        self.deleted += deleted
+
+
+@dataclass
+class OrgReport:
+    """What one run did for one org."""
+
+    org_pk: str
+    mode: str
+    path: str | None = None
+    window_since: datetime | None = None
+    window_until: datetime | None = None
+    watermark_before: datetime | None = None
+    watermark_after: datetime | None = None
+    orders_read: int = 0
+    orders_new: int = 0
+    orders_updated: int = 0
+    orders_unchanged: int = 0
+    orders_skipped_older: int = 0
+    orders_deleted: int = 0
+    orders_restored: int = 0
+    load_issues_new: int = 0
+    batches: int = 0
+    days_done: int = 0
+    days_skipped: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    elapsed_s: float = 0.0
+    tables: dict[str, TableCounts] = field(
+        default_factory=lambda: {name: TableCounts() for name in TABLES}
+    )
+
+    @property
+    def rows_written(self) -> int:
+        """Rows inserted or updated across the four tables."""
+        return sum(c.inserted + c.updated for c in self.tables.values())
+
+
+@dataclass
+class RunReport:
+    """What one `rc-sync` or Dagster run did, across orgs."""
+
+    kind: str
+    status: str = "running"
+    run_id: int | None = None
+    orgs: list[OrgReport] = field(default_factory=list)
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    elapsed_s: float = 0.0
+    error: str | None = None
+
+    def total(self, attr: str) -> int:
+        """Sum an integer OrgReport attribute over orgs."""
+        return sum(int(getattr(o, attr)) for o in self.orgs)
+
+    def table_total(self, table: str) -> TableCounts:
+        """Sum one table's counts over orgs."""
+        out = TableCounts()
+        for org in self.orgs:
+            c = org.tables[table]
+            out.add(c.inserted, c.updated, c.deleted)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (datetimes as ISO strings) for sync_runs and logs."""
+
+        def clean(value: Any) -> Any:
+            if isinstance(value, datetime):
+                return value.isoformat()
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [clean(v) for v in value]
+            return value
+
+        return clean(asdict(self))  # type: ignore[no-any-return]
