@@ -1,0 +1,81 @@
+"""Knobs of the sandbox: data size and shape, API behaviour switches and fault injection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+# Every fault the sandbox can inject; `timeout` sleeps `timeout_s` and then answers normally.
+FAULT_KINDS: tuple[str, ...] = (
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "truncated",
+    "garbage",
+    "timeout",
+)
+
+# Knobs read once, when the data is generated; changing them on a running server does nothing.
+DATA_KNOBS: frozenset[str] = frozenset(
+    {"orgs", "orders", "seed", "poison_rate", "tie_fraction", "tie_values"}
+)
+
+
+@dataclass
+class SandboxConfig:
+    """Everything that shapes a sandbox; behaviour knobs may be changed while it runs."""
+
+    # data (read at generation time)
+    orgs: int = 2
+    orders: int = 1000  # total across orgs
+    seed: int = 1
+    poison_rate: float = 0.0  # fraction of orders with one unparseable typed value
+    tie_fraction: float = 0.3  # fraction of orders sharing a few identical nested_updated_at
+    tie_values: int = 5  # how many distinct shared nested_updated_at values
+    # serving
+    token: str = "sandbox-token"  # noqa: S105 - the documented sandbox default
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = any free port
+    latency_ms: float = 0.0
+    page_cap: int = 100  # limit is clamped to this, silently
+    default_limit: int = 20
+    absolute_next: bool = True  # False = host-relative next/previous links
+    filters: bool = True  # False = datetime filters silently ignored
+    ordering: bool = True  # False = `ordering` ignored (default order)
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = ("429", "500", "502", "503", "504")
+    retry_after_s: float = 0  # Retry-After value sent with 429
+    timeout_s: float = 2.0  # how long a `timeout` fault sleeps before answering
+    control: bool = False  # enables /_sandbox/ control endpoints
+    mutate_every: int = 0  # >0: one random mutation every N list requests
+    fail_auth_after: int | None = None  # after N API requests, every request answers 401
+
+    def __post_init__(self) -> None:
+        """Validate the knobs that would otherwise fail obscurely later."""
+        unknown = set(self.fault_kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; choose from {FAULT_KINDS}")
+        if self.orgs < 1:
+            raise ValueError("orgs must be at least 1")
+        if self.orders < 0:
+            raise ValueError("orders must not be negative")
+        if self.page_cap < 1 or self.default_limit < 1:
+            raise ValueError("page_cap and default_limit must be positive")
+        self.fault_kinds = tuple(self.fault_kinds)
+
+    def update(self, **changes: object) -> None:
+        """Change behaviour knobs in place (validated); data knobs are rejected."""
+        names = {f.name for f in fields(self)}
+        for name, value in changes.items():
+            if name not in names:
+                raise ValueError(f"unknown sandbox knob {name!r}")
+            if name in DATA_KNOBS:
+                raise ValueError(f"{name!r} only takes effect at generation time")
+            if name == "fault_kinds":
+                kinds = tuple(str(k) for k in value)  # type: ignore[attr-defined]
+                unknown = set(kinds) - set(FAULT_KINDS)
+                if unknown:
+                    raise ValueError(f"unknown fault kinds {sorted(unknown)}")
+                value = kinds
+            setattr(self, name, value)

@@ -1,0 +1,619 @@
+"""The sandbox's typed data model and its two renderings: API JSON and expected warehouse rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_US = timedelta(microseconds=1)
+
+API = "/api/v2"
+
+# Digits after the decimal point per currency (ISO 4217 minor units).
+MONEY_EXPONENT: dict[str, int] = {
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "CAD": 2,
+    "AUD": 2,
+    "CHF": 2,
+    "JPY": 0,
+}
+GRAMS_PER: dict[str, Decimal] = {
+    "g": Decimal(1),
+    "kg": Decimal(1000),
+    "lb": Decimal("453.59237"),
+    "lbs": Decimal("453.59237"),
+    "oz": Decimal("28.349523125"),
+}
+METRES_PER: dict[str, Decimal] = {
+    "m": Decimal(1),
+    "cm": Decimal("0.01"),
+    "mm": Decimal("0.001"),
+    "in": Decimal("0.0254"),
+    "ft": Decimal("0.3048"),
+}
+
+JSON = dict[str, Any]
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime."""
+    return (moment - EPOCH) // ONE_US
+
+
+def from_us(us: int) -> datetime:
+    """The aware UTC datetime `us` microseconds after the Unix epoch."""
+    return EPOCH + timedelta(microseconds=us)
+
+
+def render_dt(moment: datetime | None) -> str | None:
+    """API text of a datetime; the style (Z or +00:00, with or without fraction) varies by value."""
+    if moment is None:
+        return None
+    text = moment.isoformat()  # ends with +00:00; no fraction when microsecond == 0
+    if (moment.second + moment.minute) % 4:
+        return text[:-6] + "Z"
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount in one currency, rendered as "70.59 USD"."""
+
+    amount: Decimal
+    currency: str
+
+    def render(self) -> str:
+        """The API text of this amount."""
+        return f"{plain(self.amount)} {self.currency}"
+
+
+@dataclass(frozen=True, slots=True)
+class Weight:
+    """A weight as sent on the wire (value and unit); `grams` is its exact value in grams."""
+
+    value: Decimal
+    unit: str
+
+    @property
+    def grams(self) -> Decimal:
+        """The exact weight in grams."""
+        return self.value * GRAMS_PER[self.unit]
+
+    def render(self) -> str:
+        """The API text of this weight, e.g. "1247.000 g"."""
+        return f"{plain(self.value)} {self.unit}"
+
+
+@dataclass(frozen=True, slots=True)
+class Length:
+    """A length as sent on the wire (value and unit); `metres` is its exact value in metres."""
+
+    value: Decimal
+    unit: str
+
+    @property
+    def metres(self) -> Decimal:
+        """The exact length in metres."""
+        return self.value * METRES_PER[self.unit]
+
+    def render(self) -> str:
+        """The API text of this length, e.g. "0.3048 m"."""
+        return f"{plain(self.value)} {self.unit}"
+
+
+def plain(number: Decimal) -> str:
+    """A Decimal as plain digits (never scientific notation)."""
+    text = str(number)
+    return format(number, "f") if "E" in text else text
+
+
+def _r(value: Money | Weight | Length | None) -> str | None:
+    return None if value is None else value.render()
+
+
+ADDRESS_FIELDS: tuple[str, ...] = (
+    "first_name",
+    "last_name",
+    "company",
+    "address_1",
+    "address_2",
+    "city",
+    "region",
+    "post_code",
+    "country",
+    "phone",
+    "email",
+    "residential",
+    "validated",
+)
+
+
+@dataclass(slots=True)
+class Address:
+    """A shipping address inside an order's `shipping` object."""
+
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    address_1: str | None
+    address_2: str | None
+    city: str | None
+    region: str | None
+    post_code: str | None
+    country: str | None
+    phone: str | None
+    email: str | None
+    residential: bool | None
+    validated: bool | None
+
+    def to_json(self) -> JSON:
+        """The API object."""
+        return {name: getattr(self, name) for name in ADDRESS_FIELDS}
+
+
+@dataclass(slots=True)
+class Item:
+    """One line in a box."""
+
+    pk: str
+    kind: str | None
+    quantity: int
+    part_number: str | None
+    code: str | None
+    description: str | None
+    unit_price: Money | None
+    unit_weight: Weight | None
+    pick_location: str | None
+    origin_country_code: str | None
+    ups: str | None
+    ean: str | None
+    isbn: str | None
+    custom_fields: JSON
+    created_at: datetime
+    updated_at: datetime
+    image_link: str | None = None
+    link: str | None = None
+    customs: JSON | None = None  # joint_production, commodity_code, ... when filled
+    poison: dict[str, str] | None = None  # json key -> hostile raw value sent instead
+
+
+@dataclass(slots=True)
+class Box:
+    """One package of an order."""
+
+    pk: str
+    package_type: str | None
+    description: str | None
+    length: Length | None
+    width: Length | None
+    height: Length | None
+    weight: Weight | None
+    ship_cost: Money | None
+    insured_value: Money | None
+    declared_value: Money | None
+    cod_value: Money | None
+    shipper_release: bool
+    insurance_type: str | None
+    tracking_number: str | None
+    confirmation_type: str | None
+    cod: str | None
+    saturday_delivery: bool
+    delivered_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    custom_fields: JSON
+    items: list[Item]
+    packaging: JSON | None = None
+    tracking: list[JSON] = field(default_factory=list)
+    poison: dict[str, str] | None = None
+
+
+ORDER_SCALAR_FIELDS: tuple[str, ...] = (
+    "primary_id",
+    "unique_id",
+    "order_number",
+    "customer_number",
+    "po_number",
+    "message",
+    "terms",
+)
+
+
+@dataclass(slots=True)
+class Order:
+    """An order with its boxes, items and addresses; `cache` holds rendered JSON bytes."""
+
+    org_pk: str
+    pk: str
+    primary_id: str | None
+    unique_id: str | None
+    order_number: int | None
+    customer_number: str | None
+    po_number: str | None
+    message: str | None
+    terms: str | None
+    ordered_at: datetime | None
+    printed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    nested_updated_at: datetime
+    currency: str
+    billing_status: str | None
+    billing_subtotal: Money | None
+    billing_shipping: Money | None
+    billing_tax: Money | None
+    billing_total: Money | None
+    shipping_status: str | None
+    ship_via: str | None
+    ship_type: str | None
+    warehouse: str | None
+    ship_to: Address | None
+    ship_from: Address | None
+    source_name: str | None
+    tags: list[str]
+    custom_fields: JSON
+    boxes: list[Box]
+    poison: dict[str, str] | None = None  # "ordered_at", "billing.tax", ... -> raw value
+    cache: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """Host-relative url of the order."""
+        return f"{API}/orgs/{self.org_pk}/orders/{self.pk}/"
+
+
+def box_url(org_pk: str, order_pk: str, box_pk: str) -> str:
+    """Host-relative url of a box."""
+    return f"{API}/orgs/{org_pk}/orders/{order_pk}/boxes/{box_pk}/"
+
+
+def item_url(org_pk: str, order_pk: str, box_pk: str, item_pk: str) -> str:
+    """Host-relative url of an item."""
+    return f"{API}/orgs/{org_pk}/orders/{order_pk}/boxes/{box_pk}/items/{item_pk}/"
+
+
+_CUSTOMS_KEYS = (
+    "joint_production",
+    "commodity_code",
+    "net_cost_code",
+    "net_cost_begin_date",
+    "net_cost_end_date",
+    "export_type_code",
+    "preference_criteria_code",
+    "producer_info_code",
+    "scheduleb_commodity_code",
+)
+_NO_CUSTOMS: JSON = dict.fromkeys(_CUSTOMS_KEYS)
+
+
+def item_json(order: Order, box: Box, item: Item) -> JSON:
+    """The API object of an item."""
+    doc: JSON = {
+        "url": item_url(order.org_pk, order.pk, box.pk, item.pk),
+        "kind": item.kind,
+        "quantity": item.quantity,
+        "part_number": item.part_number,
+        "code": item.code,
+        "description": item.description,
+        "unit_price": _r(item.unit_price),
+        "unit_weight": _r(item.unit_weight),
+        "image_link": item.image_link,
+        "pick_location": item.pick_location,
+        "link": item.link,
+        "origin_country_code": item.origin_country_code,
+    }
+    doc.update(item.customs or _NO_CUSTOMS)
+    doc["ups"] = item.ups
+    doc["ean"] = item.ean
+    doc["isbn"] = item.isbn
+    doc["custom_fields"] = item.custom_fields
+    doc["created_at"] = render_dt(item.created_at)
+    doc["updated_at"] = render_dt(item.updated_at)
+    if item.poison:
+        doc.update(item.poison)
+    return doc
+
+
+def box_json(order: Order, box: Box, expand_items: bool) -> JSON:
+    """The API object of a box; items are `{"url": ...}` stubs unless `expand_items`."""
+    url = box_url(order.org_pk, order.pk, box.pk)
+    if expand_items:
+        items: list[JSON] = [item_json(order, box, item) for item in box.items]
+    else:
+        items = [{"url": f"{url}items/{item.pk}/"} for item in box.items]
+    doc: JSON = {
+        "url": url,
+        "package_type": box.package_type,
+        "description": box.description,
+        "length": _r(box.length),
+        "width": _r(box.width),
+        "height": _r(box.height),
+        "weight": _r(box.weight),
+        "ship_cost": _r(box.ship_cost),
+        "shipper_release": box.shipper_release,
+        "insured_value": _r(box.insured_value),
+        "insurance_type": box.insurance_type,
+        "declared_value": _r(box.declared_value),
+        "tracking_number": box.tracking_number,
+        "confirmation_type": box.confirmation_type,
+        "cod": box.cod,
+        "cod_value": _r(box.cod_value),
+        "saturday_delivery": box.saturday_delivery,
+        "delivered_at": render_dt(box.delivered_at),
+        "created_at": render_dt(box.created_at),
+        "updated_at": render_dt(box.updated_at),
+        "packaging": box.packaging,
+        "custom_fields": box.custom_fields,
+        "shipping_docs": [],
+        "tracking": box.tracking,
+        "items": items,
+    }
+    if box.poison:
+        doc.update(box.poison)
+    return doc
+
+
+def order_json(order: Order, expand_boxes: bool, expand_items: bool) -> JSON:
+    """The API object of an order; boxes are stubs unless `expand_boxes`."""
+    if expand_boxes:
+        boxes: list[JSON] = [box_json(order, box, expand_items) for box in order.boxes]
+    else:
+        url = order.url
+        boxes = [{"url": f"{url}boxes/{box.pk}/"} for box in order.boxes]
+    billing: JSON = {
+        "status": order.billing_status,
+        "subtotal": _r(order.billing_subtotal),
+        "shipping": _r(order.billing_shipping),
+        "tax": _r(order.billing_tax),
+        "total": _r(order.billing_total),
+    }
+    shipping: JSON = {
+        "status": order.shipping_status,
+        "ship_via": order.ship_via,
+        "ship_type": order.ship_type,
+        "warehouse": order.warehouse,
+        "ship_to": order.ship_to.to_json() if order.ship_to else None,
+        "ship_from": order.ship_from.to_json() if order.ship_from else None,
+    }
+    doc: JSON = {
+        "url": order.url,
+        "primary_id": order.primary_id,
+        "unique_id": order.unique_id,
+        "order_number": order.order_number,
+        "customer_number": order.customer_number,
+        "po_number": order.po_number,
+        "message": order.message,
+        "terms": order.terms,
+        "ordered_at": render_dt(order.ordered_at),
+        "printed_at": render_dt(order.printed_at),
+        "created_at": render_dt(order.created_at),
+        "updated_at": render_dt(order.updated_at),
+        "nested_updated_at": render_dt(order.nested_updated_at),
+        "billing": billing,
+        "shipping": shipping,
+        "source": {"name": order.source_name},
+        "custom_fields": order.custom_fields,
+        "notes": [],
+        "tags": order.tags,
+        "relations": [],
+        "boxes": boxes,
+    }
+    if order.poison:
+        for key, raw in order.poison.items():
+            if key.startswith("billing."):
+                billing[key[len("billing.") :]] = raw
+            else:
+                doc[key] = raw
+    return doc
+
+
+def dumps(doc: Any) -> bytes:
+    """Compact UTF-8 JSON, as Django REST framework renders it (unicode kept, not escaped)."""
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# Representations of an order that are cached as bytes.
+REPRESENTATIONS: dict[str, tuple[bool, bool]] = {
+    "expanded": (True, True),  # expand=boxes,items
+    "boxes": (True, False),  # expand=boxes
+    "stubs": (False, False),  # no expand (expand=items alone changes nothing on orders)
+}
+
+
+# Compact representations (`only=`): name -> fields, in the order they are written.
+COMPACT: dict[str, tuple[str, ...]] = {
+    "compact": ("url", "nested_updated_at"),
+    "only:url": ("url",),
+    "only:nested_updated_at": ("nested_updated_at",),
+}
+
+
+def order_bytes(order: Order, representation: str) -> bytes:
+    """Rendered JSON of an order in one representation, cached on the order."""
+    cached = order.cache.get(representation)
+    if cached is None:
+        if representation in COMPACT:
+            values = {"url": order.url, "nested_updated_at": render_dt(order.nested_updated_at)}
+            cached = dumps({name: values[name] for name in COMPACT[representation]})
+        else:
+            cached = dumps(order_json(order, *REPRESENTATIONS[representation]))
+        order.cache[representation] = cached
+    return cached
+
+
+# ---------------------------------------------------------------- expected warehouse rows
+
+# Where a poisoned JSON key lands in the warehouse: (table, json key) -> column.
+POISON_COLUMNS: dict[tuple[str, str], str] = {
+    ("orders", "ordered_at"): "ordered_at",
+    ("orders", "billing.tax"): "billing_tax",
+    ("orders", "billing.total"): "billing_total",
+    ("boxes", "weight"): "weight_g",
+    ("boxes", "length"): "length_m",
+    ("boxes", "ship_cost"): "ship_cost",
+    ("boxes", "delivered_at"): "delivered_at",
+    ("items", "unit_weight"): "unit_weight_g",
+    ("items", "quantity"): "quantity",
+}
+
+
+def _amount(value: Money | None) -> Decimal | None:
+    return None if value is None else value.amount
+
+
+def _currency(*values: Money | None) -> str | None:
+    for value in values:
+        if value is not None:
+            return value.currency
+    return None
+
+
+def _grams(value: Weight | None) -> Decimal | None:
+    return None if value is None else value.grams
+
+
+def _metres(value: Length | None) -> Decimal | None:
+    return None if value is None else value.metres
+
+
+def _poisoned(row: JSON, table: str, poison: dict[str, str] | None) -> JSON:
+    if poison:
+        for key in poison:
+            row[POISON_COLUMNS[(table, key)]] = None
+    return row
+
+
+def expected_order_rows(order: Order) -> dict[str, list[JSON]]:
+    """The warehouse rows (CONTRACT.md columns and units) that an order should become."""
+    org, opk = order.org_pk, order.pk
+    row: JSON = {
+        "org_pk": org,
+        "order_pk": opk,
+        "url": order.url,
+        "primary_id": order.primary_id,
+        "unique_id": order.unique_id,
+        "order_number": order.order_number,
+        "customer_number": order.customer_number,
+        "po_number": order.po_number,
+        "message": order.message,
+        "terms": order.terms,
+        "ordered_at": order.ordered_at,
+        "printed_at": order.printed_at,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+        "nested_updated_at": order.nested_updated_at,
+        "billing_status": order.billing_status,
+        "billing_subtotal": _amount(order.billing_subtotal),
+        "billing_shipping": _amount(order.billing_shipping),
+        "billing_tax": _amount(order.billing_tax),
+        "billing_total": _amount(order.billing_total),
+        "billing_currency": _currency(
+            order.billing_subtotal, order.billing_shipping, order.billing_tax, order.billing_total
+        ),
+        "shipping_status": order.shipping_status,
+        "ship_via": order.ship_via,
+        "ship_type": order.ship_type,
+        "warehouse": order.warehouse,
+        "source_name": order.source_name,
+        "tags": list(order.tags),
+        "custom_fields": json.loads(json.dumps(order.custom_fields)),
+    }
+    boxes: list[JSON] = []
+    items: list[JSON] = []
+    for box in order.boxes:
+        boxes.append(
+            _poisoned(
+                {
+                    "org_pk": org,
+                    "order_pk": opk,
+                    "box_pk": box.pk,
+                    "url": box_url(org, opk, box.pk),
+                    "package_type": box.package_type,
+                    "description": box.description,
+                    "length_m": _metres(box.length),
+                    "width_m": _metres(box.width),
+                    "height_m": _metres(box.height),
+                    "weight_g": _grams(box.weight),
+                    "ship_cost": _amount(box.ship_cost),
+                    "insured_value": _amount(box.insured_value),
+                    "declared_value": _amount(box.declared_value),
+                    "cod_value": _amount(box.cod_value),
+                    "currency": _currency(
+                        box.ship_cost, box.insured_value, box.declared_value, box.cod_value
+                    ),
+                    "tracking_number": box.tracking_number,
+                    "confirmation_type": box.confirmation_type,
+                    "insurance_type": box.insurance_type,
+                    "cod": box.cod,
+                    "shipper_release": box.shipper_release,
+                    "saturday_delivery": box.saturday_delivery,
+                    "delivered_at": box.delivered_at,
+                    "created_at": box.created_at,
+                    "updated_at": box.updated_at,
+                    "custom_fields": json.loads(json.dumps(box.custom_fields)),
+                },
+                "boxes",
+                box.poison,
+            )
+        )
+        for item in box.items:
+            items.append(
+                _poisoned(
+                    {
+                        "org_pk": org,
+                        "order_pk": opk,
+                        "box_pk": box.pk,
+                        "item_pk": item.pk,
+                        "url": item_url(org, opk, box.pk, item.pk),
+                        "kind": item.kind,
+                        "quantity": item.quantity,
+                        "part_number": item.part_number,
+                        "code": item.code,
+                        "description": item.description,
+                        "unit_price": _amount(item.unit_price),
+                        "currency": _currency(item.unit_price),
+                        "unit_weight_g": _grams(item.unit_weight),
+                        "pick_location": item.pick_location,
+                        "origin_country_code": item.origin_country_code,
+                        "ean": item.ean,
+                        "isbn": item.isbn,
+                        "ups": item.ups,
+                        "custom_fields": json.loads(json.dumps(item.custom_fields)),
+                        "created_at": item.created_at,
+                        "updated_at": item.updated_at,
+                    },
+                    "items",
+                    item.poison,
+                )
+            )
+    addresses: list[JSON] = []
+    for role, address in (("ship_to", order.ship_to), ("ship_from", order.ship_from)):
+        if address is not None:
+            entry: JSON = {"org_pk": org, "order_pk": opk, "role": role}
+            entry.update({name: getattr(address, name) for name in ADDRESS_FIELDS})
+            addresses.append(entry)
+    return {
+        "orders": [_poisoned(row, "orders", order.poison)],
+        "boxes": boxes,
+        "items": items,
+        "addresses": addresses,
+    }
+
+
+def expected_order_issues(order: Order) -> list[tuple[str, str, str, str, str]]:
+    """(org_pk, order_pk, table, column, raw_value) for each poisoned value of an order."""
+    found: list[tuple[str, str, str, str, str]] = []
+    for table, poison in (
+        [("orders", order.poison)]
+        + [("boxes", box.poison) for box in order.boxes]
+        + [("items", item.poison) for box in order.boxes for item in box.items]
+    ):
+        for key, raw in (poison or {}).items():
+            found.append((order.org_pk, order.pk, table, POISON_COLUMNS[(table, key)], raw))
+    return found
