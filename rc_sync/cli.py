@@ -57,7 +57,11 @@ def _warehouse_connect_error(exc: BaseException) -> str | None:
 
 def _redact(text: str, settings: Settings | None) -> str:
     """Defence in depth: never print the token, whatever an error message contains."""
-    token = settings.readycloud_api_token.get_secret_value() if settings and settings.readycloud_api_token else ""
+    token = (
+        settings.readycloud_api_token.get_secret_value()
+        if settings and settings.readycloud_api_token
+        else ""
+    )
     return text.replace(token, "***") if token and len(token) >= 4 else text
 
 
@@ -82,7 +86,11 @@ def _guarded(settings: Settings | None, action: Callable[[], Any], debug: bool) 
         connect = _warehouse_connect_error(exc)
         if connect:
             _fail(EXIT_CONFIG, _redact(connect, settings))
-        prefix = "" if isinstance(exc, RunFailed | api_errors.ReadyCloudError) else f"{type(exc).__name__}: "
+        prefix = (
+            ""
+            if isinstance(exc, RunFailed | api_errors.ReadyCloudError)
+            else f"{type(exc).__name__}: "
+        )
         _fail(
             EXIT_FAILED,
             _redact(
@@ -205,10 +213,23 @@ def _parse_when(value: str | None, flag: str) -> datetime | None:
 
 
 @cli.command()
-@click.option("--full-refresh", is_flag=True, help="Re-read everything; the watermark ends where an incremental run would.")
-@click.option("--since", "since_text", metavar="T", help="Backfill: re-read orders whose nested_updated_at >= T.")
-@click.option("--until", "until_text", metavar="T", help="Backfill: upper bound (exclusive), default now.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON instead of a table.")
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="Re-read everything; the watermark ends where an incremental run would.",
+)
+@click.option(
+    "--since",
+    "since_text",
+    metavar="T",
+    help="Backfill: re-read orders whose nested_updated_at >= T.",
+)
+@click.option(
+    "--until", "until_text", metavar="T", help="Backfill: upper bound (exclusive), default now."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the run report as JSON instead of a table."
+)
 @pass_ctx
 def sync(
     ctx: Ctx, full_refresh: bool, since_text: str | None, until_text: str | None, as_json: bool
@@ -242,7 +263,9 @@ def sync(
 
 
 @cli.command()
-@click.option("--force", is_flag=True, help="Allow marking more than half of an org's orders deleted.")
+@click.option(
+    "--force", is_flag=True, help="Allow marking more than half of an org's orders deleted."
+)
 @pass_ctx
 def reconcile(ctx: Ctx, force: bool) -> None:
     """Find orders that no longer exist at the source and mark them deleted."""
@@ -320,15 +343,40 @@ def _as_plain(row: Any) -> dict[str, Any]:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=int)
 @click.option("--orgs", "n_orgs", default=2, show_default=True, type=int, help="Number of orgs.")
-@click.option("--orders", "n_orders", default=1000, show_default=True, type=int, help="Orders across all orgs.")
+@click.option(
+    "--orders",
+    "n_orders",
+    default=1000,
+    show_default=True,
+    type=int,
+    help="Orders across all orgs.",
+)
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--token", default="sandbox-token", show_default=True)
-@click.option("--latency-ms", default=0.0, show_default=True, type=float, help="Added to every request.")
-@click.option("--page-cap", default=100, show_default=True, type=int, help="Largest page the server returns.")
+@click.option(
+    "--latency-ms", default=0.0, show_default=True, type=float, help="Added to every request."
+)
+@click.option(
+    "--page-cap", default=100, show_default=True, type=int, help="Largest page the server returns."
+)
 @click.option("--relative-next", is_flag=True, help="Host-relative next links instead of absolute.")
-@click.option("--no-filters", is_flag=True, help="Silently ignore datetime filters (like an API without them).")
-@click.option("--fault-rate", default=0.0, show_default=True, type=float, help="Share of requests answered with 429/5xx/garbage.")
-@click.option("--control", is_flag=True, help="Enable the /_sandbox/ control endpoints (create/update/delete orders).")
+@click.option(
+    "--no-filters",
+    is_flag=True,
+    help="Silently ignore datetime filters (like an API without them).",
+)
+@click.option(
+    "--fault-rate",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Share of requests answered with 429/5xx/garbage.",
+)
+@click.option(
+    "--control",
+    is_flag=True,
+    help="Enable the /_sandbox/ control endpoints (create/update/delete orders).",
+)
 def sandbox(
     host: str,
     port: int,
@@ -365,7 +413,10 @@ def sandbox(
     try:
         server.start()
     except OSError as exc:
-        _fail(EXIT_CONFIG, f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port")
+        _fail(
+            EXIT_CONFIG,
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port",
+        )
     click.echo(f"READYCLOUD_BASE_URL={server.base_url}")
     click.echo(f"READYCLOUD_API_TOKEN={server.token}")
     err_console.print(
@@ -383,13 +434,23 @@ def sandbox(
 
 @cli.command()
 @click.option("--orders", "n_orders", default=400, show_default=True, type=int)
-@click.option("--warehouse-url", "demo_url", default="sqlite:///readycloud.db", show_default=True, help="Where the demo writes (the embedded default).")
+@click.option(
+    "--warehouse-url",
+    "demo_url",
+    default="sqlite:///readycloud.db",
+    show_default=True,
+    help="Where the demo writes (the embedded default).",
+)
 @pass_ctx
 def demo(ctx: Ctx, n_orders: int, demo_url: str) -> None:
     """Start the sandbox, migrate and sync into the embedded default, then show the data."""
     from rc_sync.demo import run_demo
 
-    _guarded(None, lambda: run_demo(n_orders=n_orders, warehouse_url=demo_url, console=console), ctx.debug)
+    _guarded(
+        None,
+        lambda: run_demo(n_orders=n_orders, warehouse_url=demo_url, console=console),
+        ctx.debug,
+    )
 
 
 def _print_report(report: RunReport, as_json: bool) -> None:
@@ -400,9 +461,24 @@ def _print_report(report: RunReport, as_json: bool) -> None:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
         return
     table = Table(title=f"rc-sync {report.kind}: {report.status}")
-    cols = ("org", "mode", "path", "read", "new", "updated", "unchanged", "issues", "watermark", "requests", "retries", "elapsed")
+    cols = (
+        "org",
+        "mode",
+        "path",
+        "read",
+        "new",
+        "updated",
+        "unchanged",
+        "issues",
+        "watermark",
+        "requests",
+        "retries",
+        "elapsed",
+    )
     for col in cols:
-        table.add_column(col, justify="left" if col in {"org", "mode", "path", "watermark"} else "right")
+        table.add_column(
+            col, justify="left" if col in {"org", "mode", "path", "watermark"} else "right"
+        )
     for o in report.orgs:
         table.add_row(
             o.org_pk,

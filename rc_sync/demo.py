@@ -38,7 +38,9 @@ def run_demo(*, n_orders: int, warehouse_url: str, console: Console) -> None:
             readycloud_orgs=",".join(server.store.org_pks()),
             warehouse_url=warehouse_url,
         )
-        _refuse_foreign_data(settings.warehouse_url, settings.warehouse_schema, server.store.org_pks())
+        _refuse_foreign_data(
+            settings.warehouse_url, settings.warehouse_schema, server.store.org_pks()
+        )
         console.print(f"     serving {server.base_url} (token {server.token!r})")
         console.print(f"[bold]2/3[/] migrating and syncing into {warehouse_url} ...")
         progress = default_progress()
@@ -97,7 +99,7 @@ def _show_sample(url: str, schema: str, console: Console) -> None:
                 )
             )
             table = Table()
-            for col in result.keys():
+            for col in list(result.keys()):
                 table.add_column(col)
             for row in result:
                 table.add_row(*("" if v is None else str(v) for v in row))

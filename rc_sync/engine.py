@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime, time as dtime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from types import TracebackType
 from typing import Any
 
@@ -26,7 +27,7 @@ from rc_sync.settings import Settings
 from warehouse import migrate as wh_migrate
 from warehouse import state as wh_state
 from warehouse.db import make_engine
-from warehouse.load import Loader
+from warehouse.load import BackfillDay, Loader
 from warehouse.locks import org_run_lock
 from warehouse.normalize import normalize_orders
 
@@ -172,7 +173,9 @@ class SyncEngine:
         if since.tzinfo is None or until.tzinfo is None:
             raise ConfigError("backfill bounds must carry a timezone (UTC is assumed by the CLI)")
         if since >= until:
-            raise ConfigError(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})")
+            raise ConfigError(
+                f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})"
+            )
         return self._run("window", orgs, self._sync_window_org, since=since, until=until)
 
     def backfill_days(
@@ -190,7 +193,7 @@ class SyncEngine:
 
     def count_window(self, org_pk: str, since: datetime | None, until: datetime | None) -> int:
         """The API's count of orders of an org whose nested_updated_at is in [since, until)."""
-        return self.reader.count_window(org_pk, Window(since, until))
+        return self.reader.count_window(org_pk, Window(since, until or utc_now()))
 
     def status(self) -> list[wh_state.OrgStatus]:
         """Per org: watermark, last run, row counts and open load issues."""
@@ -273,15 +276,23 @@ class SyncEngine:
                 rep.days_skipped += 1
                 continue
             since, until = day_window(day)
-            self._load_window(rep, Window(since, until), live=False, label=f"day {day}")
-            wh_state.mark_day_done(self.db, rep.org_pk, key, day)
+            # The day is recorded done in the same transaction as its last batch.
+            self._load_window(
+                rep, Window(since, until), live=False, label=f"day {day}", day=BackfillDay(key, day)
+            )
             rep.days_done += 1
         rep.window_since, _ = day_window(days[0])
         _, rep.window_until = day_window(days[-1])
         rep.watermark_after = wh_state.get_watermark(self.db, rep.org_pk)
 
     def _load_window(
-        self, rep: OrgReport, window: Window, *, live: bool, label: str | None = None
+        self,
+        rep: OrgReport,
+        window: Window,
+        *,
+        live: bool,
+        label: str | None = None,
+        day: BackfillDay | None = None,
     ) -> None:
         """Stream one window from the API into the warehouse in bounded, committed batches."""
         if rep.window_since is None:
@@ -301,13 +312,16 @@ class SyncEngine:
                 self.progress.set_total(total)
                 total_known = True
             pending.extend(batch.orders)
-            if batch.checkpoint is not None and (checkpoint is None or batch.checkpoint > checkpoint):
+            if batch.checkpoint is not None and (
+                checkpoint is None or batch.checkpoint > checkpoint
+            ):
                 checkpoint = batch.checkpoint
             if len(pending) >= self.settings.batch_orders:
                 self._flush(loader, rep, pending, checkpoint if live else None)
                 pending = []
-        # The last flush always runs, even when empty, so the watermark reaches `until`.
-        self._flush(loader, rep, pending, checkpoint if live else None)
+        # The last flush always runs, even when empty, so the watermark reaches `until`
+        # (live runs) or the backfill day is recorded with the day's last rows.
+        self._flush(loader, rep, pending, checkpoint if live else None, day=day)
         rep.path = self.reader.last_path
         self.progress.finish_org(_org_summary(rep))
 
@@ -317,11 +331,19 @@ class SyncEngine:
         rep: OrgReport,
         docs: list[dict[str, Any]],
         checkpoint: datetime | None,
+        *,
+        day: BackfillDay | None = None,
     ) -> None:
         """Normalize and load one batch in one transaction; account for what it wrote."""
         synced_at = utc_now()
         batch = normalize_orders(rep.org_pk, docs, synced_at)
-        stats = loader.load_batch(rep.org_pk, batch, checkpoint=checkpoint, live=checkpoint is not None)
+        stats = loader.load_batch(
+            rep.org_pk,
+            batch,
+            checkpoint=checkpoint,
+            live=checkpoint is not None,
+            backfill_day=day,
+        )
         rep.batches += 1
         rep.orders_read += len(docs)
         rep.orders_new += stats.orders_new
@@ -343,10 +365,10 @@ class SyncEngine:
             order_pk = parse_object_url(url).order_pk
             if order_pk is not None:
                 present.add(order_pk)
-        known = wh_state.known_orders(self.db, rep.org_pk)  # order_pk -> deleted_at | None
-        live_known = {pk for pk, deleted_at in known.items() if deleted_at is None}
+        live_known = set(wh_state.known_orders(self.db, rep.org_pk))
+        deleted = wh_state.deleted_orders(self.db, rep.org_pk)
         gone = sorted(live_known - present)
-        back = sorted(pk for pk, deleted_at in known.items() if deleted_at is not None and pk in present)
+        back = sorted(pk for pk in deleted if pk in present)
         too_many = len(gone) > 10 and len(gone) > MASS_DELETE_GUARD * len(live_known)
         if too_many and not force:
             raise RunFailed(

@@ -98,4 +98,5 @@ class RunReport:
                 return [clean(v) for v in value]
             return value
 
-        return clean(asdict(self))  # type: ignore[no-any-return]
+        result: dict[str, Any] = clean(asdict(self))
+        return result

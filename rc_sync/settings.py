@@ -43,8 +43,12 @@ class Settings(BaseSettings):
     warehouse_schema: str = Field(
         DEFAULT_SCHEMA, validation_alias=_env("warehouse_schema", "WAREHOUSE_SCHEMA")
     )
-    page_size: int = Field(100, ge=1, le=1000, validation_alias=_env("page_size", "RC_SYNC_PAGE_SIZE"))
-    concurrency: int = Field(4, ge=1, le=32, validation_alias=_env("concurrency", "RC_SYNC_CONCURRENCY"))
+    page_size: int = Field(
+        100, ge=1, le=1000, validation_alias=_env("page_size", "RC_SYNC_PAGE_SIZE")
+    )
+    concurrency: int = Field(
+        4, ge=1, le=32, validation_alias=_env("concurrency", "RC_SYNC_CONCURRENCY")
+    )
     max_rps: float | None = Field(None, gt=0, validation_alias=_env("max_rps", "RC_SYNC_MAX_RPS"))
     overlap_s: float = Field(
         600.0, ge=0, validation_alias=_env("overlap_s", "RC_SYNC_OVERLAP_SECONDS")
@@ -63,7 +67,9 @@ class Settings(BaseSettings):
     def _strip_base_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
         if not value.startswith(("http://", "https://")):
-            raise ValueError("READYCLOUD_BASE_URL must start with https:// (or http:// for a local sandbox)")
+            raise ValueError(
+                "READYCLOUD_BASE_URL must start with https:// (or http:// for a local sandbox)"
+            )
         return value
 
     @field_validator("warehouse_schema")

@@ -1,0 +1,351 @@
+"""The data dictionary: one description and unit for every column of every table and view.
+
+Feeds the PostgreSQL COMMENTs (via the models and migrations) and docs/warehouse.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TEXT = "text"
+KEY = "text key"
+TS = "UTC timestamp"
+JSON = "JSON"
+BOOL = "boolean"
+COUNT = "integer"
+GRAMS = "grams"
+METRES = "metres"
+CURRENCY = "ISO 4217 code"
+
+
+def money(currency_column: str) -> str:
+    """Unit label of a decimal amount whose currency is in `currency_column`."""
+    return f"decimal amount in `{currency_column}`"
+
+
+@dataclass(frozen=True)
+class ColumnDoc:
+    """What a column means and its unit."""
+
+    description: str
+    unit: str
+
+    def comment(self) -> str:
+        """The database COMMENT text: description plus unit."""
+        return f"{self.description} [{self.unit}]"
+
+
+@dataclass(frozen=True)
+class TableDoc:
+    """What a table or view holds, and its columns in display order."""
+
+    description: str
+    columns: dict[str, ColumnDoc] = field(default_factory=dict)
+    kind: str = "table"
+
+
+def _cols(*rows: tuple[str, str, str]) -> dict[str, ColumnDoc]:
+    return {name: ColumnDoc(description, unit) for name, description, unit in rows}
+
+
+_ORG = ("org_pk", "ReadyCloud organization pk (from the object's url)", KEY)
+_ORDER = ("order_pk", "ReadyCloud order pk (from the order's url)", KEY)
+_BOX = ("box_pk", "ReadyCloud box pk (from the box's url)", KEY)
+_ITEM = ("item_pk", "ReadyCloud item pk (from the item's url)", KEY)
+_SYNCED = ("synced_at", "when rc-sync last wrote or confirmed this row", TS)
+
+TABLES: dict[str, TableDoc] = {
+    "orders": TableDoc(
+        "One row per ReadyCloud order: its current state at the source.",
+        _cols(
+            _ORG,
+            _ORDER,
+            ("url", "API url of the order, as received", TEXT),
+            ("primary_id", "order id in the originating fulfilment system", TEXT),
+            ("unique_id", "globally unique id in ReadyCloud", TEXT),
+            ("order_number", "numeric twin of primary_id, stored verbatim as text", TEXT),
+            ("customer_number", "recipient's customer number", TEXT),
+            ("po_number", "purchase order number", TEXT),
+            ("message", "message to the recipient printed on the packing document", TEXT),
+            ("terms", "payment terms (e.g. Prepaid, COD)", TEXT),
+            ("ordered_at", "when the order was finalised", TS),
+            ("printed_at", "when the label was printed", TS),
+            ("created_at", "when the order was created in ReadyCloud", TS),
+            ("updated_at", "last change of the order itself", TS),
+            (
+                "nested_updated_at",
+                "last change of the order or anything in it (boxes, items, notes...)",
+                TS,
+            ),
+            ("billing_status", "billing.status (e.g. pending, paid)", TEXT),
+            ("billing_subtotal", "billing.subtotal", money("billing_currency")),
+            ("billing_shipping", "billing.shipping", money("billing_currency")),
+            ("billing_tax", "billing.tax", money("billing_currency")),
+            ("billing_total", "billing.total", money("billing_currency")),
+            ("billing_currency", "currency of the billing amounts", CURRENCY),
+            ("shipping_status", "shipping.status", TEXT),
+            ("ship_via", "carrier or shipping service (e.g. UPS)", TEXT),
+            ("ship_type", "service level (e.g. Ground, Priority Mail)", TEXT),
+            ("warehouse", "shipping.warehouse", TEXT),
+            ("source_name", "source.name: the integration the order came from", TEXT),
+            ("tags", "tags on the order (array of strings)", JSON),
+            ("custom_fields", "free name/value map set on the order", JSON),
+            ("raw", "the order document as received (NUL characters replaced)", JSON),
+            ("content_hash", "SHA-256 of the canonical raw document (change detection)", TEXT),
+            ("deleted_at", "when reconcile found the order gone at the source; else NULL", TS),
+            _SYNCED,
+        ),
+    ),
+    "boxes": TableDoc(
+        "One row per box (package) of an order; mirrors the order's current boxes.",
+        _cols(
+            _ORG,
+            _ORDER,
+            _BOX,
+            ("url", "API url of the box", TEXT),
+            ("package_type", "physical container (box size, envelope, tube)", TEXT),
+            ("description", "human description of the container", TEXT),
+            ("length_m", "length (normally the longest side)", METRES),
+            ("width_m", "width", METRES),
+            ("height_m", "height", METRES),
+            ("weight_g", "weight of the box", GRAMS),
+            ("ship_cost", "shipping and handling for this box", money("currency")),
+            ("insured_value", "insured value", money("currency")),
+            ("declared_value", "customs value", money("currency")),
+            ("cod_value", "amount to collect on delivery", money("currency")),
+            ("currency", "currency of the box amounts", CURRENCY),
+            ("tracking_number", "carrier tracking number", TEXT),
+            ("confirmation_type", "delivery confirmation (none, signature_required...)", TEXT),
+            ("insurance_type", "insurance type", TEXT),
+            ("cod", "collect-on-delivery specification, verbatim", TEXT),
+            ("shipper_release", "shipper release (leave without signature)", BOOL),
+            ("saturday_delivery", "Saturday delivery requested", BOOL),
+            ("delivered_at", "delivery time", TS),
+            ("created_at", "when the box was created", TS),
+            ("updated_at", "last change of the box", TS),
+            ("custom_fields", "free name/value map set on the box", JSON),
+            _SYNCED,
+        ),
+    ),
+    "items": TableDoc(
+        "One row per item line in a box; mirrors the box's current items.",
+        _cols(
+            _ORG,
+            _ORDER,
+            _BOX,
+            _ITEM,
+            ("url", "API url of the item", TEXT),
+            ("kind", "goods, discount, tax or adjustment", TEXT),
+            ("quantity", "count of this item in the box", COUNT),
+            ("part_number", "SKU", TEXT),
+            ("code", "item-type code", TEXT),
+            ("description", "item description", TEXT),
+            ("unit_price", "price of one unit (x quantity = line total)", money("currency")),
+            ("currency", "currency of unit_price", CURRENCY),
+            ("unit_weight_g", "weight of one unit", GRAMS),
+            ("pick_location", "warehouse bin/location", TEXT),
+            ("origin_country_code", "country of origin (customs)", TEXT),
+            ("ean", "EAN product code", TEXT),
+            ("isbn", "ISBN", TEXT),
+            ("ups", "product identifier `ups` (probably a UPC)", TEXT),
+            ("custom_fields", "free name/value map set on the item", JSON),
+            ("created_at", "when the item was created", TS),
+            ("updated_at", "last change of the item", TS),
+            _SYNCED,
+        ),
+    ),
+    "addresses": TableDoc(
+        "The order's shipping.ship_to and shipping.ship_from addresses (one row per role).",
+        _cols(
+            _ORG,
+            _ORDER,
+            ("role", "ship_to or ship_from", TEXT),
+            ("first_name", "first name", TEXT),
+            ("last_name", "last name", TEXT),
+            ("company", "company", TEXT),
+            ("address_1", "street address, line 1", TEXT),
+            ("address_2", "street address, line 2", TEXT),
+            ("city", "city", TEXT),
+            ("region", "state / province / region", TEXT),
+            ("post_code", "postal code", TEXT),
+            ("country", "country as written at the source (free text)", TEXT),
+            ("email", "e-mail address", TEXT),
+            ("phone", "phone number", TEXT),
+            ("residential", "residential address", BOOL),
+            ("validated", "address validated by ReadyCloud", BOOL),
+            _SYNCED,
+        ),
+    ),
+    "load_issues": TableDoc(
+        "Field values that could not be parsed or stored as received (the column holds "
+        "NULL or a cleaned value); mirrors the order's current problems.",
+        _cols(
+            _ORG,
+            ("order_pk", "order pk ('?' when the order's url itself was unusable)", KEY),
+            ("table_name", "table of the affected row", TEXT),
+            (
+                "row_key",
+                "row inside the order: box_pk, box_pk/item_pk, address role; '' for the order",
+                KEY,
+            ),
+            ("column_name", "affected column", TEXT),
+            ("raw_value", "the value as received (truncated to 2000 characters)", TEXT),
+            ("message", "what was wrong with it", TEXT),
+            ("seen_at", "when the problem was first seen", TS),
+            ("last_seen_at", "when the problem was last seen", TS),
+        ),
+    ),
+    "sync_state": TableDoc(
+        "Per-org bookkeeping, written in the same transaction as the rows it describes.",
+        _cols(
+            _ORG,
+            (
+                "watermark",
+                "live sync position: every order with nested_updated_at before it is loaded",
+                TS,
+            ),
+            ("watermark_updated_at", "when the watermark last moved", TS),
+            ("last_run_id", "sync_runs.id of the last run that covered this org", COUNT),
+            ("last_run_kind", "kind of that run", TEXT),
+            ("last_run_started_at", "when that run started", TS),
+            ("last_run_finished_at", "when that run finished", TS),
+            ("last_run_status", "running, success or failed", TEXT),
+            ("capabilities", "cached API capability probes for this org", JSON),
+            ("updated_at", "when this row was last written", TS),
+        ),
+    ),
+    "sync_runs": TableDoc(
+        "One row per rc-sync run.",
+        _cols(
+            ("id", "run id", COUNT),
+            ("kind", "incremental, full_refresh, window, backfill, reconcile...", TEXT),
+            ("started_at", "when the run started", TS),
+            ("finished_at", "when the run finished (NULL while running)", TS),
+            ("status", "running, success or failed", TEXT),
+            ("orgs", "org pks the run covered (array)", JSON),
+            ("counts", "per-org and per-table counts reported by the run", JSON),
+            ("requests", "HTTP requests made", COUNT),
+            ("retries", "HTTP retries", COUNT),
+            ("throttled", "HTTP 429 responses", COUNT),
+            ("error", "error message when the run failed", TEXT),
+        ),
+    ),
+    "backfill_progress": TableDoc(
+        "Days of keyed day-by-day backfills that are fully loaded (resume, not restart).",
+        _cols(
+            _ORG,
+            ("key", "backfill key (run or backfill id)", TEXT),
+            ("day", "UTC day of nested_updated_at that was loaded", "date"),
+            ("finished_at", "when the day was committed", TS),
+        ),
+    ),
+}
+
+VIEWS: dict[str, TableDoc] = {
+    "order_lines": TableDoc(
+        "One row per item with its order, box and ship_to context; deleted orders excluded.",
+        _cols(
+            _ORG,
+            _ORDER,
+            _BOX,
+            _ITEM,
+            ("primary_id", "orders.primary_id", TEXT),
+            ("order_number", "orders.order_number", TEXT),
+            ("ordered_at", "orders.ordered_at", TS),
+            ("nested_updated_at", "orders.nested_updated_at", TS),
+            ("billing_status", "orders.billing_status", TEXT),
+            ("billing_currency", "orders.billing_currency", CURRENCY),
+            ("shipping_status", "orders.shipping_status", TEXT),
+            ("ship_via", "orders.ship_via", TEXT),
+            ("ship_type", "orders.ship_type", TEXT),
+            ("warehouse", "orders.warehouse", TEXT),
+            ("tracking_number", "boxes.tracking_number", TEXT),
+            ("package_type", "boxes.package_type", TEXT),
+            ("delivered_at", "boxes.delivered_at", TS),
+            ("kind", "items.kind", TEXT),
+            ("part_number", "items.part_number (SKU)", TEXT),
+            ("code", "items.code", TEXT),
+            ("description", "items.description", TEXT),
+            ("quantity", "items.quantity", COUNT),
+            ("unit_price", "items.unit_price", money("currency")),
+            ("currency", "items.currency", CURRENCY),
+            ("line_total", "unit_price x quantity", money("currency")),
+            ("unit_weight_g", "items.unit_weight_g", GRAMS),
+            ("line_weight_g", "unit_weight_g x quantity", GRAMS),
+            ("pick_location", "items.pick_location", TEXT),
+            ("origin_country_code", "items.origin_country_code", TEXT),
+            ("ship_to_first_name", "ship_to first name", TEXT),
+            ("ship_to_last_name", "ship_to last name", TEXT),
+            ("ship_to_company", "ship_to company", TEXT),
+            ("ship_to_city", "ship_to city", TEXT),
+            ("ship_to_region", "ship_to region", TEXT),
+            ("ship_to_post_code", "ship_to postal code", TEXT),
+            ("ship_to_country", "ship_to country", TEXT),
+        ),
+        kind="view",
+    ),
+    "daily_order_summary": TableDoc(
+        "Per org, UTC day of ordered_at and billing currency: order, item and money totals "
+        "(deleted orders and orders without ordered_at excluded).",
+        _cols(
+            _ORG,
+            ("day", "UTC calendar day of ordered_at", "date"),
+            ("billing_currency", "billing currency of the orders", CURRENCY),
+            ("orders", "number of orders", COUNT),
+            ("items", "number of item lines", COUNT),
+            ("units", "sum of item quantities", COUNT),
+            ("billing_subtotal", "sum of billing_subtotal", money("billing_currency")),
+            ("billing_shipping", "sum of billing_shipping", money("billing_currency")),
+            ("billing_tax", "sum of billing_tax", money("billing_currency")),
+            ("billing_total", "sum of billing_total", money("billing_currency")),
+        ),
+        kind="view",
+    ),
+}
+
+SAMPLE_QUERIES: list[tuple[str, str]] = [
+    (
+        "Revenue per day and currency for the last 30 days",
+        "SELECT day, billing_currency, orders, billing_total\n"
+        "FROM daily_order_summary\n"
+        "WHERE day >= CURRENT_DATE - 30\n"
+        "ORDER BY day, billing_currency;",
+    ),
+    (
+        "Best-selling SKUs",
+        "SELECT part_number, SUM(quantity) AS units, COUNT(DISTINCT order_pk) AS orders\n"
+        "FROM order_lines\n"
+        "GROUP BY part_number\n"
+        "ORDER BY units DESC\n"
+        "LIMIT 20;",
+    ),
+    (
+        "Find an order by tracking number",
+        "SELECT o.primary_id, o.ordered_at, b.tracking_number, b.delivered_at\n"
+        "FROM boxes b JOIN orders o USING (org_pk, order_pk)\n"
+        "WHERE b.tracking_number = '1Z4A9F370312345678';",
+    ),
+    (
+        "Paid orders not yet delivered",
+        "SELECT o.org_pk, o.primary_id, o.ordered_at\n"
+        "FROM orders o\n"
+        "WHERE o.billing_status = 'paid' AND o.deleted_at IS NULL\n"
+        "  AND NOT EXISTS (SELECT 1 FROM boxes b WHERE b.org_pk = o.org_pk\n"
+        "                  AND b.order_pk = o.order_pk AND b.delivered_at IS NOT NULL);",
+    ),
+    (
+        "Open load issues per column",
+        "SELECT table_name, column_name, COUNT(*) AS issues, MIN(seen_at) AS first_seen\n"
+        "FROM load_issues GROUP BY table_name, column_name ORDER BY issues DESC;",
+    ),
+    (
+        "Sync freshness per org",
+        "SELECT org_pk, watermark, last_run_status, last_run_finished_at FROM sync_state;",
+    ),
+]
+
+
+def describe(table: str, column: str) -> ColumnDoc | None:
+    """The dictionary entry of a table or view column, or None."""
+    doc = TABLES.get(table) or VIEWS.get(table)
+    return doc.columns.get(column) if doc else None

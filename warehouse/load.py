@@ -1,0 +1,387 @@
+"""Write normalized batches into the warehouse: one transaction per batch, idempotent.
+
+Fast paths: SQLite gets one executemany per table; PostgreSQL gets COPY into a temporary
+staging table and one INSERT ... SELECT ... ON CONFLICT merge per table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from warehouse import models
+from warehouse.db import write_transaction
+from warehouse.normalize import RAW_JSON, UNKNOWN_ORDER, NormalizedBatch
+from warehouse.types import DecimalNumber, UTCDateTime, to_sqlite_text
+
+log = logging.getLogger(__name__)
+
+IN_CHUNK = 1000
+CHILD_TABLES = ("addresses", "boxes", "items")
+ISSUE_KEY = ("org_pk", "order_pk", "table_name", "row_key", "column_name")
+TABLES: dict[str, sa.Table] = {
+    "orders": models.orders_table,
+    "boxes": models.boxes_table,
+    "items": models.items_table,
+    "addresses": models.addresses_table,
+    "load_issues": models.load_issues_table,
+}
+
+
+@dataclass
+class TableCounts:
+    """Rows inserted, updated and deleted in one table."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    def add(self, other: TableCounts) -> None:
+        """Accumulate another count into this one."""
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.deleted += other.deleted
+
+
+def _table_counts() -> dict[str, TableCounts]:
+    return {name: TableCounts() for name in ("orders", "boxes", "items", "addresses")}
+
+
+@dataclass
+class LoadStats:
+    """What one (or several merged) load_batch calls did."""
+
+    orders_new: int = 0
+    orders_updated: int = 0
+    orders_unchanged: int = 0
+    orders_skipped_older: int = 0
+    issues_new: int = 0
+    docs_skipped: int = 0
+    tables: dict[str, TableCounts] = field(default_factory=_table_counts)
+    watermark: datetime | None = None
+
+    def add(self, other: LoadStats) -> None:
+        """Accumulate another batch's stats (the watermark keeps the latest value)."""
+        self.orders_new += other.orders_new
+        self.orders_updated += other.orders_updated
+        self.orders_unchanged += other.orders_unchanged
+        self.orders_skipped_older += other.orders_skipped_older
+        self.issues_new += other.issues_new
+        self.docs_skipped += other.docs_skipped
+        for name, counts in other.tables.items():
+            self.tables.setdefault(name, TableCounts()).add(counts)
+        if other.watermark is not None:
+            self.watermark = other.watermark
+
+
+@dataclass(frozen=True)
+class BackfillDay:
+    """A day of a keyed backfill to record as done in the same transaction."""
+
+    key: str
+    day: date
+
+
+def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    """The dialect's INSERT construct (it has on_conflict_do_update)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _converter(column: sa.Column[Any], dialect: str) -> Callable[[Any], Any]:
+    """Python value -> what the driver (executemany / COPY) takes for this column."""
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        if dialect == "sqlite":
+            return lambda v: None if v is None else to_sqlite_text(v)
+        return lambda v: v
+    if isinstance(kind, DecimalNumber):
+        return lambda v: None if v is None else str(v)
+    if isinstance(kind, sa.JSON) or column.name in ("raw", "tags", "custom_fields", "capabilities"):
+        return lambda v: None if v is None else json.dumps(v, ensure_ascii=False, allow_nan=False)
+    if isinstance(kind, sa.Boolean) and dialect == "sqlite":
+        return lambda v: None if v is None else int(bool(v))
+    if isinstance(kind, sa.Date):
+        return lambda v: None if v is None else v.isoformat()
+    return lambda v: v
+
+
+def _quote(name: str) -> str:
+    return f'"{name}"'
+
+
+class _Writer:
+    """Dialect-aware bulk upsert/delete on one connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect.name
+        self.use_copy = self.dialect == "postgresql" and conn.dialect.driver == "psycopg"
+        self.placeholder = "?" if self.dialect == "sqlite" else "%s"
+
+    def _tuples(
+        self, table: sa.Table, rows: Iterable[dict[str, Any]], overrides: dict[str, str]
+    ) -> list[tuple[Any, ...]]:
+        converters = []
+        for column in table.columns:
+            source = overrides.get(column.name)
+            if source is not None:
+                converters.append((source, lambda v: v))
+            else:
+                converters.append((column.name, _converter(column, self.dialect)))
+        return [tuple(convert(row.get(name)) for name, convert in converters) for row in rows]
+
+    def upsert(
+        self,
+        table: sa.Table,
+        rows: list[dict[str, Any]],
+        *,
+        keep: Sequence[str] = (),
+        overrides: dict[str, str] | None = None,
+    ) -> None:
+        """INSERT ... ON CONFLICT (pk) DO UPDATE every non-key column except `keep`."""
+        if not rows:
+            return
+        columns = [c.name for c in table.columns]
+        keys = [c.name for c in table.primary_key.columns]
+        updates = [c for c in columns if c not in keys and c not in keep]
+        data = self._tuples(table, rows, overrides or {})
+        collist = ", ".join(_quote(c) for c in columns)
+        conflict = ", ".join(_quote(c) for c in keys)
+        action = (
+            "DO UPDATE SET " + ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in updates)
+            if updates
+            else "DO NOTHING"
+        )
+        if self.use_copy:
+            stage = f"_rc_stage_{table.name}"
+            self.conn.exec_driver_sql(
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {_quote(table.name)}) ON COMMIT DROP"
+            )
+            self.conn.exec_driver_sql(f"TRUNCATE {stage}")
+            raw: Any = self.conn.connection.dbapi_connection  # psycopg.Connection
+            with (
+                raw.cursor() as cursor,
+                cursor.copy(f"COPY {stage} ({collist}) FROM STDIN") as copy,
+            ):
+                for values in data:
+                    copy.write_row(values)
+            self.conn.exec_driver_sql(
+                f"INSERT INTO {_quote(table.name)} ({collist}) SELECT {collist} FROM {stage} "
+                f"ON CONFLICT ({conflict}) {action}"
+            )
+        else:
+            marks = ", ".join([self.placeholder] * len(columns))
+            self.conn.exec_driver_sql(
+                f"INSERT INTO {_quote(table.name)} ({collist}) VALUES ({marks}) "
+                f"ON CONFLICT ({conflict}) {action}",
+                data,
+            )
+
+    def delete_keys(
+        self, table: sa.Table, key_columns: Sequence[str], keys: list[tuple[Any, ...]]
+    ) -> None:
+        """Delete the rows with these primary keys (one executemany)."""
+        if not keys:
+            return
+        where = " AND ".join(f"{_quote(c)} = {self.placeholder}" for c in key_columns)
+        self.conn.exec_driver_sql(f"DELETE FROM {_quote(table.name)} WHERE {where}", keys)
+
+    def stored_keys(
+        self, table: sa.Table, org_pk: str, order_pks: Sequence[str], key_columns: Sequence[str]
+    ) -> set[tuple[Any, ...]]:
+        """Primary keys of `table` rows belonging to these orders."""
+        found: set[tuple[Any, ...]] = set()
+        cols = [table.c[c] for c in key_columns]
+        for chunk in _chunks(list(order_pks)):
+            query = sa.select(*cols).where(table.c.org_pk == org_pk, table.c.order_pk.in_(chunk))
+            found.update(tuple(r) for r in self.conn.execute(query))
+        return found
+
+
+class Loader:
+    """Loads NormalizedBatch objects into the warehouse."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def load_batch(
+        self,
+        org_pk: str,
+        batch: NormalizedBatch,
+        *,
+        checkpoint: datetime | None = None,
+        live: bool = False,
+        backfill_day: BackfillDay | None = None,
+    ) -> LoadStats:
+        """Apply one batch in ONE transaction (serialized per org); see docs/design.md."""
+        if batch.org_pk != org_pk:
+            raise ValueError(f"batch is for org {batch.org_pk!r}, not {org_pk!r}")
+        if checkpoint is not None and checkpoint.tzinfo is None:
+            raise ValueError("checkpoint must be timezone-aware")
+        with write_transaction(self.engine, org_pk) as conn:
+            stats = self._load(conn, org_pk, batch)
+            if live and checkpoint is not None:
+                stats.watermark = advance_watermark(conn, org_pk, checkpoint, batch.synced_at)
+            if backfill_day is not None:
+                record_day_done(conn, org_pk, backfill_day.key, backfill_day.day, batch.synced_at)
+        return stats
+
+    def _load(self, conn: Connection, org_pk: str, batch: NormalizedBatch) -> LoadStats:
+        writer = _Writer(conn)
+        stats = LoadStats(docs_skipped=batch.docs_skipped)
+        orders = TABLES["orders"]
+        synced_at = batch.synced_at
+        stored: dict[str, tuple[datetime | None, str | None]] = {}
+        for chunk in _chunks(batch.order_pks):
+            query = sa.select(
+                orders.c.order_pk, orders.c.nested_updated_at, orders.c.content_hash
+            ).where(orders.c.org_pk == org_pk, orders.c.order_pk.in_(chunk))
+            for pk, nested, digest in conn.execute(query):
+                stored[pk] = (nested, digest)
+
+        changed: list[str] = []
+        unchanged: list[str] = []
+        order_rows = batch.records("orders")
+        raw_json = (
+            batch.orders[RAW_JSON].tolist()
+            if RAW_JSON in batch.orders
+            else [None] * len(order_rows)
+        )
+        rows_to_write: list[dict[str, Any]] = []
+        for row, text in zip(order_rows, raw_json, strict=True):
+            pk = row["order_pk"]
+            previous = stored.get(pk)
+            if previous is None:
+                stats.orders_new += 1
+            else:
+                old_nested, old_hash = previous
+                new_nested = row["nested_updated_at"]
+                if old_nested is not None and new_nested is not None and new_nested < old_nested:
+                    stats.orders_skipped_older += 1
+                    continue
+                if old_hash is not None and old_hash == row["content_hash"]:
+                    stats.orders_unchanged += 1
+                    unchanged.append(pk)
+                    continue
+                stats.orders_updated += 1
+            changed.append(pk)
+            rows_to_write.append({**row, "deleted_at": None, "_raw_json": text})
+
+        for chunk in _chunks(unchanged):
+            conn.execute(
+                sa.update(orders)
+                .where(orders.c.org_pk == org_pk, orders.c.order_pk.in_(chunk))
+                .values(synced_at=synced_at, deleted_at=None)
+            )
+        writer.upsert(orders, rows_to_write, overrides={"raw": "_raw_json"})
+        stats.tables["orders"] = TableCounts(
+            inserted=stats.orders_new, updated=stats.orders_updated
+        )
+
+        if changed:
+            self._replace_children(writer, org_pk, batch, set(changed), stats)
+        stats.issues_new = self._mirror_issues(writer, org_pk, batch, changed, synced_at)
+        return stats
+
+    def _replace_children(
+        self,
+        writer: _Writer,
+        org_pk: str,
+        batch: NormalizedBatch,
+        changed: set[str],
+        stats: LoadStats,
+    ) -> None:
+        changed_list = sorted(changed)
+        incoming: dict[str, list[dict[str, Any]]] = {}
+        stale: dict[str, list[tuple[Any, ...]]] = {}
+        for name in CHILD_TABLES:
+            table = TABLES[name]
+            keys = [c.name for c in table.primary_key.columns]
+            frame = batch.tables[name]
+            rows = (
+                [r for r in batch.records(name) if r["order_pk"] in changed] if len(frame) else []
+            )
+            incoming[name] = rows
+            new_keys = {tuple(r[k] for k in keys) for r in rows}
+            old_keys = writer.stored_keys(table, org_pk, changed_list, keys)
+            stale[name] = sorted(old_keys - new_keys)
+            stats.tables[name] = TableCounts(
+                inserted=len(new_keys - old_keys),
+                updated=len(new_keys & old_keys),
+                deleted=len(stale[name]),
+            )
+        # Children before parents when deleting, parents before children when writing.
+        for name in ("items", "boxes", "addresses"):
+            table = TABLES[name]
+            writer.delete_keys(table, [c.name for c in table.primary_key.columns], stale[name])
+        for name in ("addresses", "boxes", "items"):
+            writer.upsert(TABLES[name], incoming[name])
+
+    def _mirror_issues(
+        self,
+        writer: _Writer,
+        org_pk: str,
+        batch: NormalizedBatch,
+        changed: list[str],
+        synced_at: datetime,
+    ) -> int:
+        table = TABLES["load_issues"]
+        changed_set = set(changed)
+        rows = [
+            {**r, "seen_at": synced_at, "last_seen_at": synced_at}
+            for r in batch.issue_records()
+            if r["order_pk"] in changed_set or r["order_pk"] == UNKNOWN_ORDER
+        ]
+        old_keys = writer.stored_keys(table, org_pk, [*changed, UNKNOWN_ORDER], ISSUE_KEY)
+        new_keys = {tuple(r[k] for k in ISSUE_KEY) for r in rows}
+        stale = sorted(k for k in old_keys - new_keys if k[1] != UNKNOWN_ORDER)
+        writer.delete_keys(table, ISSUE_KEY, stale)
+        writer.upsert(table, rows, keep=("seen_at",))
+        return len(new_keys - old_keys)
+
+
+def advance_watermark(
+    conn: Connection, org_pk: str, checkpoint: datetime, now: datetime
+) -> datetime:
+    """Set sync_state.watermark = max(stored, checkpoint) for the org; return the result."""
+    state = models.sync_state_table
+    current = conn.execute(
+        sa.select(state.c.watermark).where(state.c.org_pk == org_pk)
+    ).scalar_one_or_none()
+    if current is not None and current >= checkpoint:
+        return current
+    stmt = dialect_insert(conn, state).values(
+        org_pk=org_pk, watermark=checkpoint, watermark_updated_at=now, updated_at=now
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["org_pk"],
+        set_={"watermark": checkpoint, "watermark_updated_at": now, "updated_at": now},
+    )
+    conn.execute(stmt)
+    return checkpoint
+
+
+def record_day_done(conn: Connection, org_pk: str, key: str, day: date, at: datetime) -> None:
+    """Mark one day of a keyed backfill as done (on the given connection/transaction)."""
+    table = models.backfill_progress_table
+    stmt = dialect_insert(conn, table).values(org_pk=org_pk, key=key, day=day, finished_at=at)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["org_pk", "key", "day"], set_={"finished_at": at}
+        )
+    )

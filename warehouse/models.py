@@ -1,0 +1,277 @@
+"""SQLAlchemy 2.0 typed models of the warehouse tables (CONTRACT.md names; extend, never rename)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from warehouse import dictionary
+from warehouse.types import DecimalNumber, UTCDateTime, json_type
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JSONType = json_type()
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention and the shared type map."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        Decimal: DecimalNumber(),
+        str: sa.Text(),
+        int: sa.BigInteger(),
+        bool: sa.Boolean(),
+        date: sa.Date(),
+        dict[str, Any]: JSONType,
+        list[Any]: JSONType,
+        Any: JSONType,
+    }
+
+
+def _key() -> Any:
+    return mapped_column(sa.Text(), primary_key=True)
+
+
+class Order(Base):
+    """One ReadyCloud order (current state), keyed by org and order pk."""
+
+    __tablename__ = "orders"
+
+    org_pk: Mapped[str] = _key()
+    order_pk: Mapped[str] = _key()
+    url: Mapped[str | None]
+    primary_id: Mapped[str | None] = mapped_column(index=True)
+    unique_id: Mapped[str | None]
+    order_number: Mapped[str | None]
+    customer_number: Mapped[str | None]
+    po_number: Mapped[str | None]
+    message: Mapped[str | None]
+    terms: Mapped[str | None]
+    ordered_at: Mapped[datetime | None] = mapped_column(index=True)
+    printed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+    nested_updated_at: Mapped[datetime | None] = mapped_column(index=True)
+    billing_status: Mapped[str | None]
+    billing_subtotal: Mapped[Decimal | None]
+    billing_shipping: Mapped[Decimal | None]
+    billing_tax: Mapped[Decimal | None]
+    billing_total: Mapped[Decimal | None]
+    billing_currency: Mapped[str | None]
+    shipping_status: Mapped[str | None]
+    ship_via: Mapped[str | None]
+    ship_type: Mapped[str | None]
+    warehouse: Mapped[str | None]
+    source_name: Mapped[str | None]
+    tags: Mapped[list[Any] | None]
+    custom_fields: Mapped[dict[str, Any] | None]
+    raw: Mapped[dict[str, Any] | None]
+    content_hash: Mapped[str | None]
+    deleted_at: Mapped[datetime | None] = mapped_column(index=True)
+    synced_at: Mapped[datetime]
+
+
+class Box(Base):
+    """One box (package) of an order."""
+
+    __tablename__ = "boxes"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["org_pk", "order_pk"], ["orders.org_pk", "orders.order_pk"], ondelete="CASCADE"
+        ),
+    )
+
+    org_pk: Mapped[str] = _key()
+    order_pk: Mapped[str] = _key()
+    box_pk: Mapped[str] = _key()
+    url: Mapped[str | None]
+    package_type: Mapped[str | None]
+    description: Mapped[str | None]
+    length_m: Mapped[Decimal | None]
+    width_m: Mapped[Decimal | None]
+    height_m: Mapped[Decimal | None]
+    weight_g: Mapped[Decimal | None]
+    ship_cost: Mapped[Decimal | None]
+    insured_value: Mapped[Decimal | None]
+    declared_value: Mapped[Decimal | None]
+    cod_value: Mapped[Decimal | None]
+    currency: Mapped[str | None]
+    tracking_number: Mapped[str | None] = mapped_column(index=True)
+    confirmation_type: Mapped[str | None]
+    insurance_type: Mapped[str | None]
+    cod: Mapped[str | None]
+    shipper_release: Mapped[bool | None]
+    saturday_delivery: Mapped[bool | None]
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+    custom_fields: Mapped[dict[str, Any] | None]
+    synced_at: Mapped[datetime]
+
+
+class Item(Base):
+    """One item line inside a box."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["org_pk", "order_pk", "box_pk"],
+            ["boxes.org_pk", "boxes.order_pk", "boxes.box_pk"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    org_pk: Mapped[str] = _key()
+    order_pk: Mapped[str] = _key()
+    box_pk: Mapped[str] = _key()
+    item_pk: Mapped[str] = _key()
+    url: Mapped[str | None]
+    kind: Mapped[str | None]
+    quantity: Mapped[int | None]
+    part_number: Mapped[str | None] = mapped_column(index=True)
+    code: Mapped[str | None]
+    description: Mapped[str | None]
+    unit_price: Mapped[Decimal | None]
+    currency: Mapped[str | None]
+    unit_weight_g: Mapped[Decimal | None]
+    pick_location: Mapped[str | None]
+    origin_country_code: Mapped[str | None]
+    ean: Mapped[str | None]
+    isbn: Mapped[str | None]
+    ups: Mapped[str | None]
+    custom_fields: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+    synced_at: Mapped[datetime]
+
+
+class Address(Base):
+    """The ship_to / ship_from address of an order."""
+
+    __tablename__ = "addresses"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["org_pk", "order_pk"], ["orders.org_pk", "orders.order_pk"], ondelete="CASCADE"
+        ),
+        sa.CheckConstraint("role IN ('ship_to', 'ship_from')", name="role"),
+    )
+
+    org_pk: Mapped[str] = _key()
+    order_pk: Mapped[str] = _key()
+    role: Mapped[str] = _key()
+    first_name: Mapped[str | None]
+    last_name: Mapped[str | None]
+    company: Mapped[str | None]
+    address_1: Mapped[str | None]
+    address_2: Mapped[str | None]
+    city: Mapped[str | None]
+    region: Mapped[str | None]
+    post_code: Mapped[str | None]
+    country: Mapped[str | None]
+    email: Mapped[str | None]
+    phone: Mapped[str | None]
+    residential: Mapped[bool | None]
+    validated: Mapped[bool | None]
+    synced_at: Mapped[datetime]
+
+
+class LoadIssue(Base):
+    """A field value of an order that could not be parsed (the column holds NULL instead)."""
+
+    __tablename__ = "load_issues"
+
+    org_pk: Mapped[str] = _key()
+    order_pk: Mapped[str] = _key()
+    table_name: Mapped[str] = _key()
+    row_key: Mapped[str] = _key()
+    column_name: Mapped[str] = _key()
+    raw_value: Mapped[str | None]
+    message: Mapped[str]
+    seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+
+class SyncState(Base):
+    """Per-org bookkeeping: the live watermark and the last run."""
+
+    __tablename__ = "sync_state"
+
+    org_pk: Mapped[str] = _key()
+    watermark: Mapped[datetime | None]
+    watermark_updated_at: Mapped[datetime | None]
+    last_run_id: Mapped[int | None]
+    last_run_kind: Mapped[str | None]
+    last_run_started_at: Mapped[datetime | None]
+    last_run_finished_at: Mapped[datetime | None]
+    last_run_status: Mapped[str | None]
+    capabilities: Mapped[dict[str, Any] | None]
+    updated_at: Mapped[datetime]
+
+
+class SyncRun(Base):
+    """One rc-sync run (sync, backfill, reconcile...)."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
+    kind: Mapped[str]
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str]
+    orgs: Mapped[list[Any] | None]
+    counts: Mapped[dict[str, Any] | None]
+    requests: Mapped[int | None]
+    retries: Mapped[int | None]
+    throttled: Mapped[int | None]
+    error: Mapped[str | None]
+
+
+class BackfillProgress(Base):
+    """A UTC day of a keyed backfill that has been fully loaded (for resume)."""
+
+    __tablename__ = "backfill_progress"
+
+    org_pk: Mapped[str] = _key()
+    key: Mapped[str] = _key()
+    day: Mapped[date] = mapped_column(sa.Date(), primary_key=True)
+    finished_at: Mapped[datetime]
+
+
+metadata = Base.metadata
+DATA_TABLES = ("orders", "boxes", "items", "addresses")
+orders_table = cast(sa.Table, Order.__table__)
+boxes_table = cast(sa.Table, Box.__table__)
+items_table = cast(sa.Table, Item.__table__)
+addresses_table = cast(sa.Table, Address.__table__)
+load_issues_table = cast(sa.Table, LoadIssue.__table__)
+sync_state_table = cast(sa.Table, SyncState.__table__)
+sync_runs_table = cast(sa.Table, SyncRun.__table__)
+backfill_progress_table = cast(sa.Table, BackfillProgress.__table__)
+
+
+def _attach_comments() -> None:
+    """Copy table and column descriptions from the data dictionary onto the metadata."""
+    for table in metadata.sorted_tables:
+        doc = dictionary.TABLES.get(table.name)
+        if doc is None:
+            continue
+        table.comment = doc.description
+        for column in table.columns:
+            col_doc = doc.columns.get(column.name)
+            if col_doc is not None:
+                column.comment = col_doc.comment()
+
+
+_attach_comments()

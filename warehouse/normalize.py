@@ -1,0 +1,724 @@
+"""Turn ReadyCloud order documents into typed rows for orders, boxes, items and addresses.
+
+Pure: no I/O. A plain loop walks the JSON into row dicts of raw values; pandas then types
+each column with the vectorized parsers. Unparseable values become NULL plus a load issue;
+nothing in a document makes this raise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+import pandas as pd
+
+from rc_extract.urls import ObjectRef, parse_object_url
+from warehouse import parsing
+from warehouse.parsing import BAD_TEXT, clean_text, raw_text
+
+# Bump when normalization changes: content hashes change, so every order is rewritten once.
+NORMALIZE_VERSION = 1
+UNKNOWN_ORDER = "?"
+
+TEXT, DATETIME, MONEY, BOOL, INT, WEIGHT, LENGTH, JSON_LIST, JSON_OBJECT = (
+    "text",
+    "datetime",
+    "money",
+    "bool",
+    "int",
+    "weight",
+    "length",
+    "json_list",
+    "json_object",
+)
+
+
+@dataclass(frozen=True)
+class Field:
+    """A warehouse column filled from a (dotted) path in the source object."""
+
+    column: str
+    path: tuple[str, ...]
+    kind: str = TEXT
+
+
+def _f(column: str, path: str | None = None, kind: str = TEXT) -> Field:
+    return Field(column, tuple((path or column).split(".")), kind)
+
+
+ORDER_FIELDS = (
+    _f("url"),
+    _f("primary_id"),
+    _f("unique_id"),
+    _f("order_number"),
+    _f("customer_number"),
+    _f("po_number"),
+    _f("message"),
+    _f("terms"),
+    _f("ordered_at", kind=DATETIME),
+    _f("printed_at", kind=DATETIME),
+    _f("created_at", kind=DATETIME),
+    _f("updated_at", kind=DATETIME),
+    _f("nested_updated_at", kind=DATETIME),
+    _f("billing_status", "billing.status"),
+    _f("billing_subtotal", "billing.subtotal", MONEY),
+    _f("billing_shipping", "billing.shipping", MONEY),
+    _f("billing_tax", "billing.tax", MONEY),
+    _f("billing_total", "billing.total", MONEY),
+    _f("shipping_status", "shipping.status"),
+    _f("ship_via", "shipping.ship_via"),
+    _f("ship_type", "shipping.ship_type"),
+    _f("warehouse", "shipping.warehouse"),
+    _f("source_name", "source.name"),
+    _f("tags", kind=JSON_LIST),
+    _f("custom_fields", kind=JSON_OBJECT),
+)
+BOX_FIELDS = (
+    _f("url"),
+    _f("package_type"),
+    _f("description"),
+    _f("length_m", "length", LENGTH),
+    _f("width_m", "width", LENGTH),
+    _f("height_m", "height", LENGTH),
+    _f("weight_g", "weight", WEIGHT),
+    _f("ship_cost", kind=MONEY),
+    _f("insured_value", kind=MONEY),
+    _f("declared_value", kind=MONEY),
+    _f("cod_value", kind=MONEY),
+    _f("tracking_number"),
+    _f("confirmation_type"),
+    _f("insurance_type"),
+    _f("cod"),
+    _f("shipper_release", kind=BOOL),
+    _f("saturday_delivery", kind=BOOL),
+    _f("delivered_at", kind=DATETIME),
+    _f("created_at", kind=DATETIME),
+    _f("updated_at", kind=DATETIME),
+    _f("custom_fields", kind=JSON_OBJECT),
+)
+ITEM_FIELDS = (
+    _f("url"),
+    _f("kind"),
+    _f("quantity", kind=INT),
+    _f("part_number"),
+    _f("code"),
+    _f("description"),
+    _f("unit_price", kind=MONEY),
+    _f("unit_weight_g", "unit_weight", WEIGHT),
+    _f("pick_location"),
+    _f("origin_country_code"),
+    _f("ean"),
+    _f("isbn"),
+    _f("ups"),
+    _f("custom_fields", kind=JSON_OBJECT),
+    _f("created_at", kind=DATETIME),
+    _f("updated_at", kind=DATETIME),
+)
+ADDRESS_FIELDS = (
+    _f("first_name"),
+    _f("last_name"),
+    _f("company"),
+    _f("address_1"),
+    _f("address_2"),
+    _f("city"),
+    _f("region"),
+    _f("post_code"),
+    _f("country"),
+    _f("email"),
+    _f("phone"),
+    _f("residential", kind=BOOL),
+    _f("validated", kind=BOOL),
+)
+ADDRESS_ROLES = ("ship_to", "ship_from")
+# Money columns sharing one currency column; the first with a currency sets it.
+CURRENCY_GROUPS = {
+    "orders": (
+        "billing_currency",
+        ("billing_total", "billing_subtotal", "billing_shipping", "billing_tax"),
+    ),
+    "boxes": ("currency", ("ship_cost", "insured_value", "declared_value", "cod_value")),
+    "items": ("currency", ("unit_price",)),
+}
+KEYS = {
+    "orders": ("org_pk", "order_pk"),
+    "boxes": ("org_pk", "order_pk", "box_pk"),
+    "items": ("org_pk", "order_pk", "box_pk", "item_pk"),
+    "addresses": ("org_pk", "order_pk", "role"),
+}
+FIELDS = {
+    "orders": ORDER_FIELDS,
+    "boxes": BOX_FIELDS,
+    "items": ITEM_FIELDS,
+    "addresses": ADDRESS_FIELDS,
+}
+ISSUE_COLUMNS = (
+    "org_pk",
+    "order_pk",
+    "table_name",
+    "row_key",
+    "column_name",
+    "raw_value",
+    "message",
+)
+ROW_KEY = "_row_key"
+RAW_JSON = "_raw_json"  # orders: the cleaned canonical JSON text of `raw` (for fast loading)
+
+
+@dataclass
+class NormalizedBatch:
+    """Typed rows of one batch of order documents, plus the load issues found."""
+
+    org_pk: str
+    synced_at: datetime
+    orders: pd.DataFrame
+    boxes: pd.DataFrame
+    items: pd.DataFrame
+    addresses: pd.DataFrame
+    issues: pd.DataFrame
+    docs_skipped: int = 0
+    tables: dict[str, pd.DataFrame] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.tables = {
+            "orders": self.orders,
+            "boxes": self.boxes,
+            "items": self.items,
+            "addresses": self.addresses,
+        }
+
+    @property
+    def order_pks(self) -> list[str]:
+        """The order pks in this batch."""
+        return [str(pk) for pk in self.orders["order_pk"].tolist()]
+
+    def records(self, table: str) -> list[dict[str, Any]]:
+        """Rows of `table` as plain dicts (None for NULL), without private columns."""
+        frame = self.tables[table]
+        columns = [c for c in frame.columns if not c.startswith("_")]
+        return cast(list[dict[str, Any]], frame[columns].to_dict("records"))
+
+    def issue_records(self) -> list[dict[str, Any]]:
+        """Issue rows as plain dicts."""
+        return cast(list[dict[str, Any]], self.issues.to_dict("records"))
+
+
+class _Issues:
+    """Collects issue rows while walking."""
+
+    def __init__(self, org_pk: str) -> None:
+        self.org_pk = org_pk
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self, order_pk: str, table: str, row_key: str, column: str, raw: Any, message: str
+    ) -> None:
+        self.rows.append(
+            {
+                "org_pk": self.org_pk,
+                "order_pk": order_pk,
+                "table_name": table,
+                "row_key": row_key,
+                "column_name": column,
+                "raw_value": raw_text(raw),
+                "message": message,
+            }
+        )
+
+
+def canonical_json(doc: Any) -> tuple[str, bool]:
+    """Sorted-key compact JSON of `doc` and whether it holds non-finite numbers."""
+    try:
+        return json.dumps(
+            doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ), False
+    except ValueError:
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False), True
+
+
+def content_hash(canonical: str) -> str:
+    """SHA-256 of the canonical document text, salted with the normalizer version."""
+    data = f"rc-sync-normalize-v{NORMALIZE_VERSION}\n{canonical}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
+
+
+def clean_json(value: Any) -> Any:
+    """A copy of a JSON value storable everywhere: NUL/surrogates replaced, NaN/inf -> null."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(k)): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _needs_cleaning(canonical: str, non_finite: bool) -> bool:
+    return non_finite or "\\u0000" in canonical or BAD_TEXT.search(canonical) is not None
+
+
+def _dig(obj: dict[str, Any], path: tuple[str, ...]) -> tuple[Any, str | None]:
+    """Value at `path`; a non-object on the way gives (None, name of the broken parent)."""
+    value: Any = obj
+    for depth, key in enumerate(path):
+        if value is None:
+            return None, None
+        if not isinstance(value, dict):
+            return None, ".".join(path[:depth])
+        value = value.get(key)
+    return value, None
+
+
+def _ref(url: Any) -> ObjectRef | None:
+    if not isinstance(url, str):
+        return None
+    try:
+        return parse_object_url(url)
+    except ValueError:
+        return None
+
+
+def _clean_pk(
+    pk: str, issues: _Issues, order_pk: str, table: str, row_key: str, column: str
+) -> str:
+    if BAD_TEXT.search(pk):
+        issues.add(
+            order_pk,
+            table,
+            row_key,
+            column,
+            pk,
+            "NUL or invalid characters in pk replaced by U+FFFD",
+        )
+        return clean_text(pk)
+    return pk
+
+
+def _fill(row: dict[str, Any], obj: dict[str, Any], fields: tuple[Field, ...]) -> list[str]:
+    """Copy raw values into `row`; returns the dotted parents that were not objects."""
+    broken: list[str] = []
+    for spec in fields:
+        value, bad_parent = _dig(obj, spec.path)
+        row[spec.column] = value
+        if bad_parent and bad_parent not in broken:
+            broken.append(bad_parent)
+    return broken
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else None
+
+
+class _Walker:
+    """Walks order documents into raw row dicts."""
+
+    def __init__(self, org_pk: str) -> None:
+        self.org_pk = org_pk
+        self.issues = _Issues(org_pk)
+        self.rows: dict[str, list[dict[str, Any]]] = {t: [] for t in KEYS}
+        self.skipped = 0
+
+    def skip(self, doc: Any, canonical: str | None, message: str) -> None:
+        self.skipped += 1
+        digest = content_hash(canonical) if canonical is not None else "unhashable"
+        url = doc.get("url") if isinstance(doc, dict) else doc
+        self.issues.add(UNKNOWN_ORDER, "orders", f"doc:{digest[:16]}", "url", url, message)
+
+    def order(self, doc: dict[str, Any], order_pk: str, canonical: str, non_finite: bool) -> None:
+        issues = self.issues
+        row: dict[str, Any] = {"org_pk": self.org_pk, "order_pk": order_pk, ROW_KEY: ""}
+        for parent in _fill(row, doc, ORDER_FIELDS):
+            issues.add(
+                order_pk,
+                "orders",
+                "",
+                parent,
+                _dig(doc, tuple(parent.split(".")))[0],
+                "expected an object",
+            )
+        row["content_hash"] = content_hash(canonical)
+        if _needs_cleaning(canonical, non_finite):
+            raw = clean_json(doc)
+            row["raw"] = raw
+            row[RAW_JSON] = json.dumps(
+                raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            )
+            issues.add(
+                order_pk,
+                "orders",
+                "",
+                "raw",
+                None,
+                "document held NUL/unpaired-surrogate characters (replaced by U+FFFD) "
+                "or non-finite numbers (replaced by null)",
+            )
+            for spec in ORDER_FIELDS:
+                if spec.kind in (JSON_LIST, JSON_OBJECT):
+                    row[spec.column] = clean_json(row[spec.column])
+        else:
+            row["raw"] = doc
+            row[RAW_JSON] = canonical
+        self.rows["orders"].append(row)
+        self._addresses(doc, order_pk)
+        self._boxes(doc, order_pk)
+
+    def _addresses(self, doc: dict[str, Any], order_pk: str) -> None:
+        shipping = doc.get("shipping")
+        if not isinstance(shipping, dict):
+            return  # a non-object `shipping` is already reported by the order row
+        for role in ADDRESS_ROLES:
+            address = shipping.get(role)
+            if address is None:
+                continue
+            if not isinstance(address, dict):
+                self.issues.add(
+                    order_pk,
+                    "addresses",
+                    role,
+                    "role",
+                    address,
+                    f"shipping.{role} is not an object",
+                )
+                continue
+            row: dict[str, Any] = {
+                "org_pk": self.org_pk,
+                "order_pk": order_pk,
+                "role": role,
+                ROW_KEY: role,
+            }
+            _fill(row, address, ADDRESS_FIELDS)
+            self.rows["addresses"].append(row)
+
+    def _boxes(self, doc: dict[str, Any], order_pk: str) -> None:
+        boxes = _as_list(doc.get("boxes"))
+        if boxes is None:
+            self.issues.add(
+                order_pk, "orders", "", "boxes", doc.get("boxes"), "boxes is not an array"
+            )
+            return
+        seen: set[str] = set()
+        for index, box in enumerate(boxes):
+            where = f"boxes[{index}]"
+            if not isinstance(box, dict):
+                self.issues.add(order_pk, "boxes", where, "url", box, "box is not an object")
+                continue
+            ref = _ref(box.get("url"))
+            if ref is None or ref.box_pk is None or ref.item_pk is not None:
+                self.issues.add(
+                    order_pk,
+                    "boxes",
+                    where,
+                    "url",
+                    box.get("url"),
+                    "box url is not a box url; box skipped",
+                )
+                continue
+            if ref.org_pk != self.org_pk or clean_text(ref.order_pk or "") != order_pk:
+                self.issues.add(
+                    order_pk,
+                    "boxes",
+                    where,
+                    "url",
+                    box.get("url"),
+                    "box url belongs to another order; box skipped",
+                )
+                continue
+            box_pk = _clean_pk(ref.box_pk, self.issues, order_pk, "boxes", where, "box_pk")
+            if box_pk in seen:
+                self.issues.add(
+                    order_pk,
+                    "boxes",
+                    box_pk,
+                    "url",
+                    box.get("url"),
+                    "duplicate box in order; first kept",
+                )
+                continue
+            seen.add(box_pk)
+            row: dict[str, Any] = {
+                "org_pk": self.org_pk,
+                "order_pk": order_pk,
+                "box_pk": box_pk,
+                ROW_KEY: box_pk,
+            }
+            for parent in _fill(row, box, BOX_FIELDS):
+                self.issues.add(order_pk, "boxes", box_pk, parent, None, "expected an object")
+            self.rows["boxes"].append(row)
+            self._items(box, order_pk, box_pk)
+
+    def _items(self, box: dict[str, Any], order_pk: str, box_pk: str) -> None:
+        items = _as_list(box.get("items"))
+        if items is None:
+            self.issues.add(
+                order_pk, "boxes", box_pk, "items", box.get("items"), "items is not an array"
+            )
+            return
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            where = f"{box_pk}/items[{index}]"
+            if not isinstance(item, dict):
+                self.issues.add(order_pk, "items", where, "url", item, "item is not an object")
+                continue
+            ref = _ref(item.get("url"))
+            if ref is None or ref.item_pk is None:
+                self.issues.add(
+                    order_pk,
+                    "items",
+                    where,
+                    "url",
+                    item.get("url"),
+                    "item url is not an item url; item skipped",
+                )
+                continue
+            if (
+                ref.org_pk != self.org_pk
+                or clean_text(ref.order_pk or "") != order_pk
+                or clean_text(ref.box_pk or "") != box_pk
+            ):
+                self.issues.add(
+                    order_pk,
+                    "items",
+                    where,
+                    "url",
+                    item.get("url"),
+                    "item url belongs to another box; item skipped",
+                )
+                continue
+            item_pk = _clean_pk(ref.item_pk, self.issues, order_pk, "items", where, "item_pk")
+            row_key = f"{box_pk}/{item_pk}"
+            if item_pk in seen:
+                self.issues.add(
+                    order_pk,
+                    "items",
+                    row_key,
+                    "url",
+                    item.get("url"),
+                    "duplicate item in box; first kept",
+                )
+                continue
+            seen.add(item_pk)
+            row: dict[str, Any] = {
+                "org_pk": self.org_pk,
+                "order_pk": order_pk,
+                "box_pk": box_pk,
+                "item_pk": item_pk,
+                ROW_KEY: row_key,
+            }
+            for parent in _fill(row, item, ITEM_FIELDS):
+                self.issues.add(order_pk, "items", row_key, parent, None, "expected an object")
+            self.rows["items"].append(row)
+
+
+def _select_documents(
+    org_pk: str, docs: list[Any], walker: _Walker
+) -> list[tuple[dict[str, Any], str, str, bool]]:
+    """Identify each document; skip unusable ones; keep the newest of duplicate orders."""
+    chosen: dict[str, tuple[dict[str, Any], str, str, bool, datetime | None]] = {}
+    for doc in docs:
+        canonical: str | None = None
+        try:
+            canonical, non_finite = canonical_json(doc)
+        except (TypeError, ValueError, RecursionError) as exc:
+            walker.skip(
+                doc, None, f"document is not serializable as JSON ({type(exc).__name__}); skipped"
+            )
+            continue
+        if not isinstance(doc, dict):
+            walker.skip(doc, canonical, "order document is not an object; skipped")
+            continue
+        ref = _ref(doc.get("url"))
+        if ref is None or ref.order_pk is None or ref.box_pk is not None:
+            walker.skip(doc, canonical, "order url missing or not an order url; order skipped")
+            continue
+        if ref.org_pk != org_pk:
+            walker.skip(
+                doc,
+                canonical,
+                f"order url belongs to org {ref.org_pk!r}, not {org_pk!r}; order skipped",
+            )
+            continue
+        order_pk = ref.order_pk
+        if BAD_TEXT.search(order_pk):
+            walker.issues.add(
+                clean_text(order_pk),
+                "orders",
+                "",
+                "order_pk",
+                order_pk,
+                "NUL or invalid characters in pk replaced by U+FFFD",
+            )
+            order_pk = clean_text(order_pk)
+        nested, _ = parsing.parse_datetime(doc.get("nested_updated_at"))
+        previous = chosen.get(order_pk)
+        if (
+            previous is not None
+            and previous[4] is not None
+            and (nested is None or nested < previous[4])
+        ):
+            continue
+        chosen[order_pk] = (doc, order_pk, canonical, non_finite, nested)
+    return [(d, pk, c, nf) for d, pk, c, nf, _ in chosen.values()]
+
+
+def _empty_issues() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in ISSUE_COLUMNS})
+
+
+def _issues_from(
+    frame: pd.DataFrame, table: str, column: str, raw: pd.Series, errors: pd.Series
+) -> pd.DataFrame | None:
+    mask = errors.notna()
+    if not mask.any():
+        return None
+    return pd.DataFrame(
+        {
+            "org_pk": frame.loc[mask, "org_pk"],
+            "order_pk": frame.loc[mask, "order_pk"],
+            "table_name": table,
+            "row_key": frame.loc[mask, ROW_KEY],
+            "column_name": column,
+            "raw_value": raw[mask].map(raw_text),
+            "message": errors[mask],
+        },
+        dtype=object,
+    )
+
+
+def _clean_text_column(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Text with NUL/surrogates replaced, and the per-row message where that happened."""
+    bad = values.map(lambda v: isinstance(v, str) and BAD_TEXT.search(v) is not None).astype(bool)
+    errors = pd.Series([None] * len(values), index=values.index, dtype=object)
+    if bad.any():
+        values = values.copy()
+        values[bad] = values[bad].map(clean_text)
+        errors[bad] = "NUL or unpaired surrogate characters replaced by U+FFFD"
+    return values, errors
+
+
+def _type_table(
+    table: str, rows: list[dict[str, Any]], synced_at: datetime, extra: tuple[str, ...]
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    fields = FIELDS[table]
+    columns = [*KEYS[table], *(f.column for f in fields), *extra, ROW_KEY]
+    frame = pd.DataFrame(rows, columns=columns, dtype=object)
+    found: list[pd.DataFrame] = []
+
+    def note(column: str, raw: pd.Series, errors: pd.Series) -> None:
+        issues = _issues_from(frame, table, column, raw, errors)
+        if issues is not None:
+            found.append(issues)
+
+    typed: dict[str, pd.Series] = {}
+    currencies: dict[str, pd.Series] = {}
+    for spec in fields:
+        raw = frame[spec.column]
+        if spec.kind == TEXT:
+            result = parsing.text_series(raw)
+            note(spec.column, raw, result.errors)
+            cleaned, errors = _clean_text_column(result.values)
+            note(spec.column, raw, errors)
+            typed[spec.column] = cleaned
+        elif spec.kind == MONEY:
+            money = parsing.money_series(raw)
+            note(spec.column, raw, money.errors)
+            typed[spec.column] = money.amount
+            currencies[spec.column] = money.currency
+        elif spec.kind in (JSON_LIST, JSON_OBJECT):
+            expected = list if spec.kind == JSON_LIST else dict
+            wrong = raw.map(lambda v, t=expected: v is not None and not isinstance(v, t)).astype(
+                bool
+            )
+            message = "expected an array" if spec.kind == JSON_LIST else "expected an object"
+            note(
+                spec.column,
+                raw,
+                pd.Series([message if w else None for w in wrong], index=raw.index, dtype=object),
+            )
+            typed[spec.column] = raw.where(~wrong, None).astype(object)
+        else:
+            parser = {
+                DATETIME: parsing.datetime_series,
+                BOOL: parsing.bool_series,
+                INT: parsing.int_series,
+                WEIGHT: parsing.weight_g_series,
+                LENGTH: parsing.length_m_series,
+            }[spec.kind]
+            result = parser(raw)
+            note(spec.column, raw, result.errors)
+            typed[spec.column] = result.values
+    if table in CURRENCY_GROUPS:
+        currency_column, money_columns = CURRENCY_GROUPS[table]
+        chosen = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+        for column in money_columns:
+            chosen = chosen.where(chosen.notna(), currencies[column])
+        for column in money_columns:
+            own = currencies[column]
+            clash = own.notna() & chosen.notna() & (own != chosen)
+            if clash.any():
+                messages = pd.Series(None, index=frame.index, dtype=object)
+                messages[clash] = [
+                    f"currency {o} differs from {currency_column} {c}; amount not stored"
+                    for o, c in zip(own[clash], chosen[clash], strict=True)
+                ]
+                note(column, frame[column], messages)
+                typed[column] = typed[column].where(~clash, None)
+        typed[currency_column] = chosen.where(chosen.notna(), None).astype(object)
+    result_frame = pd.DataFrame({k: frame[k] for k in KEYS[table]}, dtype=object)
+    for column, values in typed.items():
+        result_frame[column] = values.astype(object).where(values.notna(), None)
+    for column in extra:
+        result_frame[column] = frame[column]
+    result_frame["synced_at"] = pd.Series([synced_at] * len(frame), index=frame.index, dtype=object)
+    result_frame[ROW_KEY] = frame[ROW_KEY]
+    return result_frame.reset_index(drop=True), found
+
+
+def normalize_orders(
+    org_pk: str, docs: list[dict[str, Any]], synced_at: datetime
+) -> NormalizedBatch:
+    """Walk and type a batch of order documents (expanded with boxes and items); pure, never raises on content."""
+    if synced_at.tzinfo is None:
+        raise ValueError("synced_at must be timezone-aware")
+    walker = _Walker(org_pk)
+    for doc, order_pk, canonical, non_finite in _select_documents(org_pk, docs, walker):
+        before = {t: len(r) for t, r in walker.rows.items()}
+        issues_before = len(walker.issues.rows)
+        try:
+            walker.order(doc, order_pk, canonical, non_finite)
+        except RecursionError:
+            for table, count in before.items():
+                del walker.rows[table][count:]
+            del walker.issues.rows[issues_before:]
+            walker.skip(doc, canonical, "order document nested too deeply; skipped")
+    frames: dict[str, pd.DataFrame] = {}
+    issue_frames: list[pd.DataFrame] = []
+    if walker.issues.rows:
+        issue_frames.append(
+            pd.DataFrame(walker.issues.rows, columns=list(ISSUE_COLUMNS), dtype=object)
+        )
+    for table in KEYS:
+        extra = ("raw", RAW_JSON, "content_hash") if table == "orders" else ()
+        frames[table], found = _type_table(table, walker.rows[table], synced_at, extra)
+        issue_frames.extend(found)
+    issues = pd.concat(issue_frames, ignore_index=True) if issue_frames else _empty_issues()
+    issues = issues.drop_duplicates(
+        subset=["org_pk", "order_pk", "table_name", "row_key", "column_name"], keep="first"
+    )
+    issues = issues.reset_index(drop=True).astype(object)
+    return NormalizedBatch(
+        org_pk=org_pk,
+        synced_at=synced_at,
+        orders=frames["orders"],
+        boxes=frames["boxes"],
+        items=frames["items"],
+        addresses=frames["addresses"],
+        issues=issues,
+        docs_skipped=walker.skipped,
+    )

@@ -1,0 +1,649 @@
+"""Value parsers for ReadyCloud's wire formats (API.md §7): vectorized over pandas Series.
+
+Every parser has a scalar twin (`parse_*`) with identical results, used by property tests
+and for one-off values. Parsers never raise on input: an unparseable non-empty raw value
+gives NULL (None) plus an error message for that row; empty values give None, no error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from rc_extract.timefmt import parse_api_datetime
+
+MAX_RAW_CHARS = 2000
+# pandas' pure-Python string storage: holds any Python str (pyarrow storage rejects lone surrogates).
+_STR = pd.StringDtype("python")
+# Characters PostgreSQL text cannot hold (NUL) or UTF-8 cannot encode (unpaired surrogates).
+BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+MAX_ABS_DECIMAL = Decimal(10) ** 15
+MAX_BIGINT = 2**63 - 1
+
+# ISO 4217 active codes (plus a few widely used funds/precious-metal codes).
+ISO_CURRENCIES = frozenset(
+    [
+        "AED",
+        "AFN",
+        "ALL",
+        "AMD",
+        "ANG",
+        "AOA",
+        "ARS",
+        "AUD",
+        "AWG",
+        "AZN",
+        "BAM",
+        "BBD",
+        "BDT",
+        "BGN",
+        "BHD",
+        "BIF",
+        "BMD",
+        "BND",
+        "BOB",
+        "BOV",
+        "BRL",
+        "BSD",
+        "BTN",
+        "BWP",
+        "BYN",
+        "BZD",
+        "CAD",
+        "CDF",
+        "CHE",
+        "CHF",
+        "CHW",
+        "CLF",
+        "CLP",
+        "CNY",
+        "COP",
+        "COU",
+        "CRC",
+        "CUC",
+        "CUP",
+        "CVE",
+        "CZK",
+        "DJF",
+        "DKK",
+        "DOP",
+        "DZD",
+        "EGP",
+        "ERN",
+        "ETB",
+        "EUR",
+        "FJD",
+        "FKP",
+        "GBP",
+        "GEL",
+        "GHS",
+        "GIP",
+        "GMD",
+        "GNF",
+        "GTQ",
+        "GYD",
+        "HKD",
+        "HNL",
+        "HRK",
+        "HTG",
+        "HUF",
+        "IDR",
+        "ILS",
+        "INR",
+        "IQD",
+        "IRR",
+        "ISK",
+        "JMD",
+        "JOD",
+        "JPY",
+        "KES",
+        "KGS",
+        "KHR",
+        "KMF",
+        "KPW",
+        "KRW",
+        "KWD",
+        "KYD",
+        "KZT",
+        "LAK",
+        "LBP",
+        "LKR",
+        "LRD",
+        "LSL",
+        "LYD",
+        "MAD",
+        "MDL",
+        "MGA",
+        "MKD",
+        "MMK",
+        "MNT",
+        "MOP",
+        "MRU",
+        "MUR",
+        "MVR",
+        "MWK",
+        "MXN",
+        "MXV",
+        "MYR",
+        "MZN",
+        "NAD",
+        "NGN",
+        "NIO",
+        "NOK",
+        "NPR",
+        "NZD",
+        "OMR",
+        "PAB",
+        "PEN",
+        "PGK",
+        "PHP",
+        "PKR",
+        "PLN",
+        "PYG",
+        "QAR",
+        "RON",
+        "RSD",
+        "RUB",
+        "RWF",
+        "SAR",
+        "SBD",
+        "SCR",
+        "SDG",
+        "SEK",
+        "SGD",
+        "SHP",
+        "SLE",
+        "SLL",
+        "SOS",
+        "SRD",
+        "SSP",
+        "STN",
+        "SVC",
+        "SYP",
+        "SZL",
+        "THB",
+        "TJS",
+        "TMT",
+        "TND",
+        "TOP",
+        "TRY",
+        "TTD",
+        "TWD",
+        "TZS",
+        "UAH",
+        "UGX",
+        "USD",
+        "USN",
+        "UYI",
+        "UYU",
+        "UYW",
+        "UZS",
+        "VED",
+        "VES",
+        "VND",
+        "VUV",
+        "WST",
+        "XAF",
+        "XAG",
+        "XAU",
+        "XCD",
+        "XCG",
+        "XDR",
+        "XOF",
+        "XPD",
+        "XPF",
+        "XPT",
+        "XSU",
+        "XUA",
+        "YER",
+        "ZAR",
+        "ZMW",
+        "ZWG",
+        "ZWL",
+    ]
+)
+
+GRAMS_PER_UNIT: dict[str, Decimal] = {
+    "g": Decimal(1),
+    "gr": Decimal(1),
+    "gram": Decimal(1),
+    "grams": Decimal(1),
+    "kg": Decimal(1000),
+    "kgs": Decimal(1000),
+    "lb": Decimal("453.59237"),
+    "lbs": Decimal("453.59237"),
+    "oz": Decimal("28.349523125"),
+}
+METRES_PER_UNIT: dict[str, Decimal] = {
+    "m": Decimal(1),
+    "cm": Decimal("0.01"),
+    "mm": Decimal("0.001"),
+    "in": Decimal("0.0254"),
+    "inch": Decimal("0.0254"),
+    "inches": Decimal("0.0254"),
+    "ft": Decimal("0.3048"),
+}
+TRUE_WORDS = frozenset({"true", "t", "1", "yes", "y", "on"})
+FALSE_WORDS = frozenset({"false", "f", "0", "no", "n", "off"})
+
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?"
+_MONEY = re.compile(
+    rf"^\s*(?:(?P<amount>{_NUMBER})\s*(?P<cur>[A-Za-z]{{3}})?"
+    rf"|(?P<cur2>[A-Za-z]{{3}})\s*(?P<amount2>{_NUMBER}))\s*$",
+    re.ASCII,
+)
+_QUANTITY = re.compile(rf"^\s*(?P<number>{_NUMBER})\s*(?P<unit>[A-Za-z]+\.?)?\s*$", re.ASCII)
+_INT = re.compile(r"^\s*[+-]?\d+(?:\.0*)?\s*$", re.ASCII)
+# The API's usual shape; these go through pandas' vectorized parser, the rest one by one.
+_CANONICAL_DATETIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z$"
+
+
+class Money(NamedTuple):
+    """A parsed money value: exact amount and ISO currency (None when not given)."""
+
+    amount: Decimal
+    currency: str | None
+
+
+@dataclass(frozen=True)
+class ParsedSeries:
+    """Parsed values (object dtype, None for NULL) and per-row error messages (None = fine)."""
+
+    values: pd.Series
+    errors: pd.Series
+
+
+@dataclass(frozen=True)
+class ParsedMoney:
+    """Parsed money columns: amounts, currencies and per-row error messages."""
+
+    amount: pd.Series
+    currency: pd.Series
+    errors: pd.Series
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def raw_text(value: Any) -> str | None:
+    """A raw value as text for load_issues.raw_value (JSON for non-strings), truncated."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            text = repr(value)
+    return clean_text(text[:MAX_RAW_CHARS])
+
+
+def clean_text(text: str) -> str:
+    """Replace NUL and unpaired surrogates (unstorable in PostgreSQL text) by U+FFFD."""
+    return BAD_TEXT.sub(REPLACEMENT, text) if BAD_TEXT.search(text) else text
+
+
+def _is_empty(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and value != value:  # NaN from pandas
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _number_text(value: Any) -> str | None:
+    """Text form of a JSON number or a string; None for other types (bool, dict, list)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return (
+            repr(value) if value == value and value not in (float("inf"), float("-inf")) else None
+        )
+    if isinstance(value, Decimal):
+        return str(value)
+    return None
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        number = Decimal(text)
+    except (InvalidOperation, ValueError):
+        return None
+    if not number.is_finite() or abs(number) >= MAX_ABS_DECIMAL:
+        return None
+    return number
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "an array", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+# --------------------------------------------------------------------------- scalar twins
+
+
+def parse_money(raw: Any) -> tuple[Money | None, str | None]:
+    """'70.59 USD' (or 'USD 70.59', a bare number) -> (Money, None); garbage -> (None, error)."""
+    if _is_empty(raw):
+        return None, None
+    text = _number_text(raw)
+    if text is None:
+        return None, f"expected a money value like '70.59 USD', got {_type_name(raw)}"
+    match = _MONEY.match(text)
+    if not match:
+        return None, "not a money value (expected an amount and a currency, like '70.59 USD')"
+    amount_text = match.group("amount") or match.group("amount2")
+    currency = match.group("cur") or match.group("cur2")
+    amount = _decimal(amount_text)
+    if amount is None:
+        return None, "money amount out of range"
+    if currency is not None:
+        currency = currency.upper()
+        if currency not in ISO_CURRENCIES:
+            return None, f"unknown currency {currency!r}"
+    return Money(amount, currency), None
+
+
+def _parse_quantity(
+    raw: Any, factors: dict[str, Decimal], what: str, example: str
+) -> tuple[Decimal | None, str | None]:
+    if _is_empty(raw):
+        return None, None
+    text = _number_text(raw)
+    if text is None:
+        return None, f"expected a {what} like {example!r}, got {_type_name(raw)}"
+    match = _QUANTITY.match(text)
+    if not match:
+        return None, f"not a {what} (expected a number and a unit, like {example!r})"
+    unit = (match.group("unit") or "").lower().rstrip(".")
+    factor = factors.get(unit) if unit else Decimal(1)
+    if factor is None:
+        return None, f"unknown {what} unit {unit!r} (known: {', '.join(sorted(factors))})"
+    number = _decimal(match.group("number"))
+    if number is None:
+        return None, f"{what} out of range"
+    if number < 0:
+        return None, f"negative {what}"
+    value = number * factor
+    if abs(value) >= MAX_ABS_DECIMAL:
+        return None, f"{what} out of range"
+    return value, None
+
+
+def parse_weight_g(raw: Any) -> tuple[Decimal | None, str | None]:
+    """'170.000 g', '1 lbs', '2 KG', '3oz' -> grams; a bare number is taken as grams."""
+    return _parse_quantity(raw, GRAMS_PER_UNIT, "weight", "170.000 g")
+
+
+def parse_length_m(raw: Any) -> tuple[Decimal | None, str | None]:
+    """'0.1500 m', '15 cm', '6 in', '1 ft' -> metres; a bare number is taken as metres."""
+    return _parse_quantity(raw, METRES_PER_UNIT, "length", "0.1500 m")
+
+
+def parse_datetime(raw: Any) -> tuple[datetime | None, str | None]:
+    """An API timestamp -> aware UTC datetime (rc_extract.timefmt.parse_api_datetime rules)."""
+    if _is_empty(raw):
+        return None, None
+    if not isinstance(raw, str):
+        return None, f"expected an ISO 8601 date-time string, got {_type_name(raw)}"
+    try:
+        return parse_api_datetime(raw), None
+    except ValueError as exc:
+        if str(exc).startswith("not an ISO 8601"):
+            return None, "not an ISO 8601 date-time (expected like 2024-05-01T12:00:00Z)"
+        return None, f"invalid date-time: {str(exc)[:200]}"
+    except OverflowError:
+        return None, "date-time out of range"
+
+
+def parse_bool(raw: Any) -> tuple[bool | None, str | None]:
+    """true/false, 'true'/'false', 1/0, 'yes'/'no' (any case) -> bool."""
+    if _is_empty(raw):
+        return None, None
+    if isinstance(raw, bool):
+        return raw, None
+    if isinstance(raw, int) and raw in (0, 1):
+        return bool(raw), None
+    if isinstance(raw, str):
+        word = raw.strip().lower()
+        if word in TRUE_WORDS:
+            return True, None
+        if word in FALSE_WORDS:
+            return False, None
+    return None, "not a boolean (expected true or false)"
+
+
+def parse_int(raw: Any) -> tuple[int | None, str | None]:
+    """An integer, '2', 2.0 or '2.00' -> int; fractions, words and huge numbers -> error."""
+    if _is_empty(raw):
+        return None, None
+    if isinstance(raw, bool):
+        return None, "expected an integer, got a boolean"
+    value: int | None = None
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, float):
+        if raw == raw and raw not in (float("inf"), float("-inf")) and raw.is_integer():
+            value = int(raw)
+    elif isinstance(raw, str) and len(raw) <= 100 and _INT.match(raw):
+        value = int(raw.strip().split(".")[0])
+    else:
+        if not isinstance(raw, str):
+            return None, f"expected an integer, got {_type_name(raw)}"
+    if value is None:
+        return None, "not an integer"
+    if abs(value) > MAX_BIGINT:
+        return None, "integer out of range"
+    return value, None
+
+
+def parse_text(raw: Any) -> tuple[str | None, str | None]:
+    """Text verbatim; numbers and booleans as their JSON text; objects/arrays as JSON + error."""
+    if raw is None:
+        return None, None
+    if isinstance(raw, str):
+        return raw, None
+    if isinstance(raw, bool):
+        return ("true" if raw else "false"), None
+    if isinstance(raw, int | float | Decimal):
+        return _number_text(raw) or str(raw), None
+    text = raw_text(raw)
+    return text, f"expected text, got {_type_name(raw)}; stored as JSON text"
+
+
+# --------------------------------------------------------------------------- vectorized
+
+
+def _type_is(series: pd.Series, kind: type) -> pd.Series:
+    """Boolean mask: the value's exact type is `kind` (bool is not an int here)."""
+    return series.map(lambda v: type(v) is kind).astype(bool)
+
+
+def _obj(values: Any, index: pd.Index) -> Any:
+    return pd.Series(values, index=index, dtype=object)
+
+
+def _apply_scalar(
+    series: pd.Series, parse: Callable[[Any], tuple[Any, str | None]]
+) -> ParsedSeries:
+    pairs = [parse(v) for v in series.tolist()]
+    return ParsedSeries(
+        _obj([p[0] for p in pairs], series.index), _obj([p[1] for p in pairs], series.index)
+    )
+
+
+def _fallback(
+    series: pd.Series,
+    rest: pd.Series,
+    parse: Callable[[Any], tuple[Any, str | None]],
+    values: Any,
+    errors: Any,
+) -> None:
+    """Parse the `rest` rows with the scalar twin (skipping empties) and assign in bulk."""
+    todo = series[rest]
+    todo = todo[~todo.map(_is_empty).astype(bool)]
+    if todo.empty:
+        return
+    pairs = [parse(v) for v in todo.tolist()]
+    values.loc[todo.index] = _obj([p[0] for p in pairs], todo.index)
+    errors.loc[todo.index] = _obj([p[1] for p in pairs], todo.index)
+
+
+def _text_view(series: pd.Series) -> pd.Series:
+    """Strings as they are, numbers as text, everything else (incl. bool/dict) as <NA>."""
+    return _obj([_number_text(v) for v in series.tolist()], series.index)
+
+
+def money_series(series: pd.Series) -> ParsedMoney:
+    """Vectorized parse_money: amounts, currencies and errors for a Series of raw values."""
+    index = series.index
+    amounts = _obj([None] * len(series), index)
+    currencies = _obj([None] * len(series), index)
+    errors = _obj([None] * len(series), index)
+    if series.empty:
+        return ParsedMoney(amounts, currencies, errors)
+    texts = _text_view(series)
+    parts = texts.astype(_STR).str.extract(_MONEY)
+    amount_text = parts["amount"].fillna(parts["amount2"])
+    currency = parts["cur"].fillna(parts["cur2"]).str.upper()
+    simple = amount_text.notna() & (currency.isna() | currency.isin(ISO_CURRENCIES))
+    decimals = [
+        _decimal(t) if ok else None
+        for t, ok in zip(amount_text.tolist(), simple.tolist(), strict=True)
+    ]
+    ok = simple & pd.Series([d is not None for d in decimals], index=index)
+    amounts[ok] = _obj(decimals, index)[ok]
+    currency_values = [c if isinstance(c, str) else None for c in currency.tolist()]
+    currencies[ok] = _obj(currency_values, index)[ok]
+    # Everything else (errors and empties) gets the scalar twin's exact verdict.
+    rest = ~ok
+    if rest.any():
+        parsed = _obj([None] * len(series), index)
+        _fallback(series, rest, parse_money, parsed, errors)
+        got = parsed.notna()
+        if got.any():
+            amounts.loc[got] = _obj([m.amount for m in parsed[got]], parsed[got].index)
+            currencies.loc[got] = _obj([m.currency for m in parsed[got]], parsed[got].index)
+    return ParsedMoney(amounts, currencies, errors)
+
+
+def _quantity_series(
+    series: pd.Series,
+    factors: dict[str, Decimal],
+    scalar: Callable[[Any], tuple[Decimal | None, str | None]],
+) -> ParsedSeries:
+    index = series.index
+    values = _obj([None] * len(series), index)
+    errors = _obj([None] * len(series), index)
+    if series.empty:
+        return ParsedSeries(values, errors)
+    parts = _text_view(series).astype(_STR).str.extract(_QUANTITY)
+    unit = parts["unit"].str.lower().str.rstrip(".").fillna("")
+    factor = unit.map(lambda u: factors.get(u) if u else Decimal(1))
+    known = parts["number"].notna() & factor.notna()
+    numbers = [
+        _decimal(t) if k else None
+        for t, k in zip(parts["number"].tolist(), known.tolist(), strict=True)
+    ]
+    products = [
+        n * f if n is not None and n >= 0 else None
+        for n, f in zip(numbers, factor.tolist(), strict=True)
+    ]
+    products = [p if p is not None and abs(p) < MAX_ABS_DECIMAL else None for p in products]
+    ok = known & pd.Series([p is not None for p in products], index=index)
+    values[ok] = _obj(products, index)[ok]
+    rest = ~ok
+    if rest.any():
+        _fallback(series, rest, scalar, values, errors)
+    return ParsedSeries(values, errors)
+
+
+def weight_g_series(series: pd.Series) -> ParsedSeries:
+    """Vectorized parse_weight_g."""
+    return _quantity_series(series, GRAMS_PER_UNIT, parse_weight_g)
+
+
+def length_m_series(series: pd.Series) -> ParsedSeries:
+    """Vectorized parse_length_m."""
+    return _quantity_series(series, METRES_PER_UNIT, parse_length_m)
+
+
+def datetime_series(series: pd.Series) -> ParsedSeries:
+    """Vectorized parse_datetime: canonical '...Z' strings via pandas, the rest one by one."""
+    index = series.index
+    values = _obj([None] * len(series), index)
+    errors = _obj([None] * len(series), index)
+    if series.empty:
+        return ParsedSeries(values, errors)
+    texts = series.where(_type_is(series, str), None).astype(_STR)
+    canonical = texts.str.match(_CANONICAL_DATETIME).fillna(False).astype(bool)
+    years = texts.str.slice(0, 4)
+    canonical &= years.between("1900", "2199").fillna(False).astype(bool)
+    if canonical.any():
+        parsed = pd.to_datetime(texts[canonical], format="ISO8601", utc=True, errors="coerce")
+        good = parsed.notna()
+        good_index = good[good].index
+        values[good_index] = _obj(list(parsed[good].dt.to_pydatetime()), good_index)
+        canonical = canonical & good.reindex(index, fill_value=False).astype(bool)
+    rest = ~canonical
+    if rest.any():
+        _fallback(series, rest, parse_datetime, values, errors)
+    return ParsedSeries(values, errors)
+
+
+def bool_series(series: pd.Series) -> ParsedSeries:
+    """Vectorized parse_bool."""
+    index = series.index
+    if series.empty:
+        return ParsedSeries(_obj([], index), _obj([], index))
+    is_bool = _type_is(series, bool)
+    values: Any = series.where(is_bool, None).astype(object)
+    errors = _obj([None] * len(series), index)
+    rest = ~is_bool
+    if rest.any():
+        _fallback(series, rest, parse_bool, values, errors)
+    return ParsedSeries(values.astype(object), errors)
+
+
+def int_series(series: pd.Series) -> ParsedSeries:
+    """Vectorized parse_int."""
+    index = series.index
+    if series.empty:
+        return ParsedSeries(_obj([], index), _obj([], index))
+    is_int = _type_is(series, int)
+    values = _obj([None] * len(series), index)
+    errors = _obj([None] * len(series), index)
+    if is_int.any():
+        ints = series[is_int]
+        in_range = ints.map(lambda v: abs(v) <= MAX_BIGINT).astype(bool)
+        values[ints[in_range].index] = ints[in_range]
+        is_int[ints[~in_range].index] = False
+    rest = ~is_int
+    if rest.any():
+        _fallback(series, rest, parse_int, values, errors)
+    return ParsedSeries(values, errors)
+
+
+def text_series(series: pd.Series) -> ParsedSeries:
+    """Vectorized parse_text: strings pass through untouched."""
+    is_str = _type_is(series, str)
+    values: Any = series.where(is_str, None).astype(object)
+    errors = _obj([None] * len(series), series.index)
+    rest = ~is_str & series.notna()
+    if rest.any():
+        _fallback(series, rest, parse_text, values, errors)
+    return ParsedSeries(values, errors)

@@ -1,0 +1,338 @@
+"""Sync bookkeeping: watermarks, runs, status, reconcile helpers and backfill progress."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from warehouse import models
+from warehouse.db import write_transaction
+from warehouse.load import IN_CHUNK, advance_watermark, dialect_insert, record_day_done
+
+RUNNING, SUCCESS, FAILED = "running", "success", "failed"
+
+
+@dataclass(frozen=True)
+class OrgStatus:
+    """One line of `rc-sync status`."""
+
+    org_pk: str
+    watermark: datetime | None
+    last_run_id: int | None
+    last_run_kind: str | None
+    last_run_at: datetime | None
+    last_run_status: str | None
+    row_counts: dict[str, int] = field(default_factory=dict)
+    orders_deleted: int = 0
+    open_issues: int = 0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), IN_CHUNK):
+        yield values[start : start + IN_CHUNK]
+
+
+# -- watermark ------------------------------------------------------------------
+
+
+def get_watermark(engine: Engine, org_pk: str) -> datetime | None:
+    """The org's live watermark (None before the first completed live sync)."""
+    state = models.sync_state_table
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(state.c.watermark).where(state.c.org_pk == org_pk)
+        ).scalar_one_or_none()
+
+
+def set_watermark(engine: Engine, org_pk: str, watermark: datetime) -> datetime:
+    """Move the watermark forward to `watermark` (never backwards); returns the result."""
+    if watermark.tzinfo is None:
+        raise ValueError("watermark must be timezone-aware")
+    with write_transaction(engine, org_pk) as conn:
+        return advance_watermark(conn, org_pk, watermark, _now())
+
+
+def reset_watermark(engine: Engine, org_pk: str) -> None:
+    """Forget the org's watermark (the next incremental run is a full one)."""
+    state = models.sync_state_table
+    with write_transaction(engine, org_pk) as conn:
+        conn.execute(
+            sa.update(state)
+            .where(state.c.org_pk == org_pk)
+            .values(watermark=None, watermark_updated_at=_now(), updated_at=_now())
+        )
+
+
+# -- runs -----------------------------------------------------------------------
+
+
+def begin_run(
+    engine: Engine, *, kind: str, org_pks: Sequence[str], started_at: datetime | None = None
+) -> int:
+    """Record a starting run (sync_runs row, sync_state.last_run_* per org); returns its id."""
+    orgs = list(org_pks)
+    started = started_at or _now()
+    runs = models.sync_runs_table
+    with write_transaction(engine) as conn:
+        run_id = conn.execute(
+            sa.insert(runs)
+            .values(kind=kind, started_at=started, status=RUNNING, orgs=list(orgs))
+            .returning(runs.c.id)
+        ).scalar_one()
+        for org in orgs:
+            _touch_org(
+                conn,
+                org,
+                {
+                    "last_run_id": run_id,
+                    "last_run_kind": kind,
+                    "last_run_started_at": started,
+                    "last_run_finished_at": None,
+                    "last_run_status": RUNNING,
+                },
+            )
+    return int(run_id)
+
+
+def finish_run(
+    engine: Engine,
+    run_id: int | None,
+    report: Any = None,
+    *,
+    status: str | None = None,
+    counts: dict[str, Any] | None = None,
+    requests: int | None = None,
+    retries: int | None = None,
+    throttled: int | None = None,
+    error: str | None = None,
+    finished_at: datetime | None = None,
+) -> None:
+    """Record how a run ended; values come from `report` (a RunReport) unless given explicitly."""
+    if run_id is None:
+        return
+    if report is not None:
+        status = status or getattr(report, "status", None)
+        error = error if error is not None else getattr(report, "error", None)
+        requests = requests if requests is not None else getattr(report, "requests", None)
+        retries = retries if retries is not None else getattr(report, "retries", None)
+        throttled = throttled if throttled is not None else getattr(report, "throttled", None)
+        if counts is None and hasattr(report, "to_dict"):
+            counts = report.to_dict()
+    status = status if status in (SUCCESS, FAILED) else (status or FAILED)
+    if counts is not None:
+        counts = json.loads(json.dumps(counts, default=str))
+    finished = finished_at or _now()
+    runs = models.sync_runs_table
+    state = models.sync_state_table
+    with write_transaction(engine) as conn:
+        conn.execute(
+            sa.update(runs)
+            .where(runs.c.id == run_id)
+            .values(
+                finished_at=finished,
+                status=status,
+                counts=counts,
+                requests=requests,
+                retries=retries,
+                throttled=throttled,
+                error=error,
+            )
+        )
+        conn.execute(
+            sa.update(state)
+            .where(state.c.last_run_id == run_id)
+            .values(last_run_finished_at=finished, last_run_status=status, updated_at=finished)
+        )
+
+
+def runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
+    """The most recent runs, newest first."""
+    runs = models.sync_runs_table
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(limit))
+        return [dict(r._mapping) for r in rows]
+
+
+def _touch_org(conn: Connection, org_pk: str, values: dict[str, Any]) -> None:
+    state = models.sync_state_table
+    now = _now()
+    stmt = dialect_insert(conn, state).values(org_pk=org_pk, updated_at=now, **values)
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=["org_pk"], set_={**values, "updated_at": now})
+    )
+
+
+# -- capabilities ---------------------------------------------------------------
+
+
+def get_capabilities(engine: Engine, org_pk: str) -> dict[str, Any] | None:
+    """Cached API capability probes for the org, if any."""
+    state = models.sync_state_table
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(state.c.capabilities).where(state.c.org_pk == org_pk)
+        ).scalar_one_or_none()
+
+
+def set_capabilities(engine: Engine, org_pk: str, capabilities: dict[str, Any]) -> None:
+    """Cache API capability probes for the org."""
+    with write_transaction(engine, org_pk) as conn:
+        _touch_org(conn, org_pk, {"capabilities": capabilities})
+
+
+# -- status ---------------------------------------------------------------------
+
+
+def status(engine: Engine, orgs: Sequence[str] | None = None) -> list[OrgStatus]:
+    """Per org: watermark, last run, row counts per table, open load issues."""
+    state = models.sync_state_table
+    with engine.connect() as conn:
+        counts: dict[str, dict[str, int]] = {}
+        for name in models.DATA_TABLES:
+            table = models.metadata.tables[name]
+            for org, n in conn.execute(
+                sa.select(table.c.org_pk, sa.func.count()).group_by(table.c.org_pk)
+            ):
+                counts.setdefault(org, {})[name] = int(n)
+        orders = models.orders_table
+        deleted: dict[str, int] = dict(
+            conn.execute(
+                sa.select(orders.c.org_pk, sa.func.count())
+                .where(orders.c.deleted_at.is_not(None))
+                .group_by(orders.c.org_pk)
+            ).all()
+        )
+        issues_table = models.load_issues_table
+        issues: dict[str, int] = dict(
+            conn.execute(
+                sa.select(issues_table.c.org_pk, sa.func.count()).group_by(issues_table.c.org_pk)
+            ).all()
+        )
+        states = {r.org_pk: r for r in conn.execute(sa.select(state))}
+    wanted = list(orgs) if orgs is not None else sorted(set(states) | set(counts))
+    rows = []
+    for org in wanted:
+        st = states.get(org)
+        rows.append(
+            OrgStatus(
+                org_pk=org,
+                watermark=st.watermark if st else None,
+                last_run_id=st.last_run_id if st else None,
+                last_run_kind=st.last_run_kind if st else None,
+                last_run_at=(st.last_run_finished_at or st.last_run_started_at) if st else None,
+                last_run_status=st.last_run_status if st else None,
+                row_counts={t: counts.get(org, {}).get(t, 0) for t in models.DATA_TABLES},
+                orders_deleted=int(deleted.get(org, 0)),
+                open_issues=int(issues.get(org, 0)),
+            )
+        )
+    return rows
+
+
+# -- reconcile ------------------------------------------------------------------
+
+
+def known_orders(
+    engine: Engine, org_pk: str, *, include_deleted: bool = False
+) -> dict[str, datetime | None]:
+    """order_pk -> stored nested_updated_at for the org (live orders unless include_deleted)."""
+    orders = models.orders_table
+    query = sa.select(orders.c.order_pk, orders.c.nested_updated_at).where(
+        orders.c.org_pk == org_pk
+    )
+    if not include_deleted:
+        query = query.where(orders.c.deleted_at.is_(None))
+    with engine.connect() as conn:
+        return {pk: nested for pk, nested in conn.execute(query)}
+
+
+def deleted_orders(engine: Engine, org_pk: str) -> dict[str, datetime]:
+    """order_pk -> deleted_at for the org's orders currently marked deleted."""
+    orders = models.orders_table
+    query = sa.select(orders.c.order_pk, orders.c.deleted_at).where(
+        orders.c.org_pk == org_pk, orders.c.deleted_at.is_not(None)
+    )
+    with engine.connect() as conn:
+        return {pk: at for pk, at in conn.execute(query)}
+
+
+def mark_deleted(engine: Engine, org_pk: str, order_pks: Iterable[str], at: datetime) -> int:
+    """Set deleted_at on these (not yet deleted) orders; returns how many changed."""
+    orders = models.orders_table
+    pks = sorted(set(order_pks))
+    changed = 0
+    with write_transaction(engine, org_pk) as conn:
+        for chunk in _chunks(pks):
+            result = conn.execute(
+                sa.update(orders)
+                .where(
+                    orders.c.org_pk == org_pk,
+                    orders.c.order_pk.in_(chunk),
+                    orders.c.deleted_at.is_(None),
+                )
+                .values(deleted_at=at)
+            )
+            changed += result.rowcount
+    return changed
+
+
+def clear_deleted(engine: Engine, org_pk: str, order_pks: Iterable[str]) -> int:
+    """Clear deleted_at on these orders (they exist again); returns how many changed."""
+    orders = models.orders_table
+    pks = sorted(set(order_pks))
+    changed = 0
+    with write_transaction(engine, org_pk) as conn:
+        for chunk in _chunks(pks):
+            result = conn.execute(
+                sa.update(orders)
+                .where(
+                    orders.c.org_pk == org_pk,
+                    orders.c.order_pk.in_(chunk),
+                    orders.c.deleted_at.is_not(None),
+                )
+                .values(deleted_at=None)
+            )
+            changed += result.rowcount
+    return changed
+
+
+# -- backfill progress ------------------------------------------------------------
+
+
+def days_done(engine: Engine, org_pk: str, key: str) -> set[date]:
+    """UTC days of backfill `key` already fully loaded for the org."""
+    table = models.backfill_progress_table
+    with engine.connect() as conn:
+        return set(
+            conn.execute(
+                sa.select(table.c.day).where(table.c.org_pk == org_pk, table.c.key == key)
+            ).scalars()
+        )
+
+
+def mark_day_done(
+    engine: Engine,
+    org_pk: str,
+    key: str,
+    day: date,
+    *,
+    conn: Connection | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Record a finished backfill day, in `conn`'s transaction if given, else its own."""
+    moment = at or _now()
+    if conn is not None:
+        record_day_done(conn, org_pk, key, day, moment)
+        return
+    with write_transaction(engine, org_pk) as own:
+        record_day_done(own, org_pk, key, day, moment)

@@ -1,0 +1,70 @@
+"""Analyst views over the warehouse tables (the same SQL on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+# The only dialect difference: the UTC calendar day of a timestamp column.
+UTC_DAY = {
+    "postgresql": "CAST(({col} AT TIME ZONE 'UTC') AS DATE)",
+    "sqlite": "DATE({col})",
+}
+
+ORDER_LINES = """
+CREATE VIEW order_lines AS
+SELECT
+    i.org_pk, i.order_pk, i.box_pk, i.item_pk,
+    o.primary_id, o.order_number, o.ordered_at, o.nested_updated_at,
+    o.billing_status, o.billing_currency, o.shipping_status,
+    o.ship_via, o.ship_type, o.warehouse,
+    b.tracking_number, b.package_type, b.delivered_at,
+    i.kind, i.part_number, i.code, i.description, i.quantity,
+    i.unit_price, i.currency, i.unit_price * i.quantity AS line_total,
+    i.unit_weight_g, i.unit_weight_g * i.quantity AS line_weight_g,
+    i.pick_location, i.origin_country_code,
+    st.first_name AS ship_to_first_name, st.last_name AS ship_to_last_name,
+    st.company AS ship_to_company, st.city AS ship_to_city, st.region AS ship_to_region,
+    st.post_code AS ship_to_post_code, st.country AS ship_to_country
+FROM items i
+JOIN boxes b
+  ON b.org_pk = i.org_pk AND b.order_pk = i.order_pk AND b.box_pk = i.box_pk
+JOIN orders o
+  ON o.org_pk = i.org_pk AND o.order_pk = i.order_pk
+LEFT JOIN addresses st
+  ON st.org_pk = i.org_pk AND st.order_pk = i.order_pk AND st.role = 'ship_to'
+WHERE o.deleted_at IS NULL
+"""
+
+DAILY_ORDER_SUMMARY = """
+CREATE VIEW daily_order_summary AS
+SELECT
+    o.org_pk,
+    {day} AS day,
+    o.billing_currency,
+    COUNT(*) AS orders,
+    COALESCE(SUM(it.items), 0) AS items,
+    COALESCE(SUM(it.units), 0) AS units,
+    SUM(o.billing_subtotal) AS billing_subtotal,
+    SUM(o.billing_shipping) AS billing_shipping,
+    SUM(o.billing_tax) AS billing_tax,
+    SUM(o.billing_total) AS billing_total
+FROM orders o
+LEFT JOIN (
+    SELECT org_pk, order_pk, COUNT(*) AS items, SUM(quantity) AS units
+    FROM items
+    GROUP BY org_pk, order_pk
+) it ON it.org_pk = o.org_pk AND it.order_pk = o.order_pk
+WHERE o.deleted_at IS NULL AND o.ordered_at IS NOT NULL
+GROUP BY o.org_pk, {day}, o.billing_currency
+"""
+
+VIEW_NAMES = ("order_lines", "daily_order_summary")
+
+
+def create_view_statements(dialect: str) -> list[str]:
+    """CREATE VIEW statements for `dialect` ('sqlite' or 'postgresql'), in dependency order."""
+    day = UTC_DAY.get(dialect, UTC_DAY["postgresql"]).format(col="o.ordered_at")
+    return [ORDER_LINES.strip(), DAILY_ORDER_SUMMARY.format(day=day).strip()]
+
+
+def drop_view_statements() -> list[str]:
+    """DROP VIEW statements, reverse dependency order."""
+    return [f"DROP VIEW IF EXISTS {name}" for name in reversed(VIEW_NAMES)]
