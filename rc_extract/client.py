@@ -64,6 +64,9 @@ from rc_extract.timefmt import format_api_datetime
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# How long a connection error is retried while the host has never answered this client.
+FIRST_CONTACT_GRACE_S = 5.0
 R = TypeVar("R")
 Validator = Callable[[Any, str], None]
 
@@ -290,6 +293,7 @@ class ReadyCloudClient:
         self.max_backoff = float(max_backoff)
         self.max_rps = max_rps
         self.stats = RequestStats()
+        self._ever_answered = False  # set once any HTTP response arrived
         self._sleep = sleep
         self._clock = clock
         self._rand = rand
@@ -519,8 +523,20 @@ class ReadyCloudClient:
         shown = urlsplit(with_query(url, **query) if query else url)
         display = shown.path + (f"?{shown.query}" if shown.query else "")
         stop = DeadlineStop(self.deadline, self._clock(), self._clock)
+
+        def should_retry(exc: BaseException) -> bool:
+            # A host that has never answered is most likely a wrong READYCLOUD_BASE_URL or a
+            # network outage: give it a few quick tries, not the whole deadline.
+            if (
+                isinstance(exc, APIConnectionError)
+                and not isinstance(exc, APITimeoutError)
+                and not self._ever_answered
+            ):
+                return stop.elapsed() < FIRST_CONTACT_GRACE_S
+            return is_retryable(exc)
+
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(is_retryable),
+            retry=tenacity.retry_if_exception(should_retry),
             wait=BackoffWait(cap=self.max_backoff, rand=self._rand),
             stop=stop,
             sleep=self._sleep,
@@ -557,6 +573,7 @@ class ReadyCloudClient:
             raise APIConnectionError(self.base_url, path, reason) from exc
         body = response.content
         status = response.status_code
+        self._ever_answered = True
         self.stats.record_response(kind, status, len(body))
         request_url = strip_token(str(response.request.url))
         if 200 <= status < 300:

@@ -461,40 +461,26 @@ def _print_report(report: RunReport, as_json: bool) -> None:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
         return
     table = Table(title=f"rc-sync {report.kind}: {report.status}")
-    cols = (
-        "org",
-        "mode",
-        "path",
-        "read",
-        "new",
-        "updated",
-        "unchanged",
-        "issues",
-        "watermark",
-        "requests",
-        "retries",
-        "elapsed",
-    )
+    cols = ("org", "read", "new", "updated", "unchanged", "issues", "requests", "time")
     for col in cols:
-        table.add_column(
-            col, justify="left" if col in {"org", "mode", "path", "watermark"} else "right"
-        )
+        table.add_column(col, justify="left" if col == "org" else "right")
     for o in report.orgs:
         table.add_row(
             o.org_pk,
-            o.mode,
-            o.path or "",
             str(o.orders_read),
             str(o.orders_new),
             str(o.orders_updated),
             str(o.orders_unchanged),
             str(o.load_issues_new),
-            o.watermark_after.isoformat(timespec="seconds") if o.watermark_after else "",
             str(o.requests),
-            str(o.retries),
             f"{o.elapsed_s:.1f}s",
         )
     console.print(table)
+    for o in report.orgs:
+        mark = o.watermark_after.isoformat(timespec="seconds") if o.watermark_after else "unchanged"
+        console.print(
+            f"  org {o.org_pk}: {o.mode} via {o.path or '-'}; watermark {mark}", highlight=False
+        )
     rows = Table(title="rows written")
     for col in ("table", "inserted", "updated", "deleted"):
         rows.add_column(col, justify="left" if col == "table" else "right")

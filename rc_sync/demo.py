@@ -46,7 +46,8 @@ def run_demo(*, n_orders: int, warehouse_url: str, console: Console) -> None:
         progress = default_progress()
         try:
             with SyncEngine(settings, progress=progress, auto_migrate=True) as engine:
-                report = engine.sync_incremental()
+                # A full refresh every time: the demo always shows the whole sandbox data set.
+                report = engine.sync_full_refresh()
         finally:
             progress.close()
     from rc_sync.cli import _print_report

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -134,3 +138,53 @@ def assert_no_duplicate_keys(target: Any) -> None:
                 assert not dupes, f"duplicate keys in {table}: {dupes[:5]}"
     finally:
         engine.dispose()
+
+
+# -- running the engine and the command line against a sandbox ---------------------------------
+
+
+def make_settings(server: Any, target: Any, **more: Any) -> Any:
+    """Settings for a sync from `server` into `target`, with small pages to exercise paging."""
+    from rc_sync.settings import load_settings
+
+    return load_settings(
+        readycloud_base_url=server.base_url,
+        readycloud_api_token=server.token,
+        warehouse_url=target.url,
+        warehouse_schema=target.schema,
+        page_size=more.pop("page_size", 25),
+        batch_orders=more.pop("batch_orders", 60),
+        **more,
+    )
+
+
+def cli_env(server: Any, target: Any, **extra: str) -> dict[str, str]:
+    """Environment for running `rc-sync` as a child process against the sandbox."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("READYCLOUD_", "WAREHOUSE_", "RC_SYNC_"))
+    }
+    if server is not None:
+        env["READYCLOUD_BASE_URL"] = server.base_url
+        env["READYCLOUD_API_TOKEN"] = server.token
+    env["WAREHOUSE_URL"] = target.url
+    env["WAREHOUSE_SCHEMA"] = target.schema
+    env["RC_SYNC_PAGE_SIZE"] = "50"
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `rc-sync ARGS` as a user would, capturing output."""
+    return subprocess.run(
+        [sys.executable, "-m", "rc_sync.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
