@@ -478,9 +478,7 @@ def _print_report(report: RunReport, as_json: bool) -> None:
     console.print(table)
     for o in report.orgs:
         mark = o.watermark_after.isoformat(timespec="seconds") if o.watermark_after else "unchanged"
-        console.print(
-            f"  org {o.org_pk}: {o.mode} via {o.path or '-'}; watermark {mark}", highlight=False
-        )
+        console.print(f"  {o.org_pk}: {o.mode}, {o.path or '-'}, watermark {mark}", highlight=False)
     rows = Table(title="rows written")
     for col in ("table", "inserted", "updated", "deleted"):
         rows.add_column(col, justify="left" if col == "table" else "right")
