@@ -28,7 +28,7 @@ STAMP = VENV / ".rc-sync-installed"
 
 def _run(*cmd: str | Path) -> None:
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    code = subprocess.call([str(c) for c in cmd], cwd=ROOT)
+    code = subprocess.call([str(c) for c in cmd], cwd=ROOT)  # noqa: S603 - our own fixed commands
     if code:
         sys.exit(code)
 
@@ -43,7 +43,7 @@ def _fingerprint() -> str:
 
 def setup() -> None:
     """Create .venv and install rc-sync (editable) with the pinned versions."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit(f"rc-sync needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
     if not (BIN / "python").exists():
         print(f"creating virtual environment in {VENV}", flush=True)
