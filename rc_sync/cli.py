@@ -320,12 +320,36 @@ def status(ctx: Ctx, as_json: bool) -> None:
     if not rows:
         console.print("no org has been synced yet; run `rc-sync sync`")
         return
-    table = Table(title=f"rc-sync status ({settings.warehouse_url.split('@')[-1]})")
-    plain = [_as_plain(r) for r in rows]
-    for col in plain[0]:
-        table.add_column(col.replace("_", " "))
-    for row in plain:
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    table = Table(title="rc-sync status")
+    for col in (
+        "org",
+        "watermark",
+        "last run",
+        "orders",
+        "boxes",
+        "items",
+        "addresses",
+        "deleted",
+        "open issues",
+    ):
+        table.add_column(
+            col, justify="left" if col in {"org", "watermark", "last run"} else "right"
+        )
+    for row in rows:
+        counts = row.row_counts or {}
+        last = (
+            f"{row.last_run_kind} {row.last_run_status} {row.last_run_at:%Y-%m-%d %H:%M}Z"
+            if row.last_run_at
+            else "never"
+        )
+        table.add_row(
+            row.org_pk,
+            f"{row.watermark:%Y-%m-%d %H:%M:%S}Z" if row.watermark else "none (next sync is full)",
+            last,
+            *(str(counts.get(t, 0)) for t in TABLES),
+            str(row.orders_deleted),
+            str(row.open_issues),
+        )
     console.print(table)
 
 
