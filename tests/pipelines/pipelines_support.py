@@ -1,0 +1,144 @@
+"""Helpers of the Dagster tests: clean environments, sandbox shape, sample days, resources."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+SANDBOX_ORDERS = 600
+SANDBOX_SEED = 1
+SANDBOX_ORGS = 2
+
+# Variables that would point the code location at something other than the test's own setup.
+ENV_VARS = (
+    "READYCLOUD_BASE_URL",
+    "READYCLOUD_API_TOKEN",
+    "READYCLOUD_ORGS",
+    "WAREHOUSE_URL",
+    "WAREHOUSE_SCHEMA",
+    "RC_SANDBOX",
+    "RC_SANDBOX_PORT",
+    "RC_SANDBOX_ORDERS",
+    "RC_SANDBOX_WAREHOUSE_URL",
+    "RC_SYNC_START_DATE",
+    "RC_SYNC_REFRESH_CRON",
+    "RC_SYNC_RECONCILE_CRON",
+    "RC_SYNC_SCHEDULES_ON",
+    "RC_SYNC_FRESHNESS_LIMIT_MINUTES",
+    "DAGSTER_HOME",
+)
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """os.environ without the rc-sync variables, plus `extra` (for subprocesses)."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sandbox_config(**overrides: Any) -> Any:
+    """The sandbox shape the Dagster tests use (sandbox mode builds the same with these knobs)."""
+    from rc_sandbox import SandboxConfig
+
+    values: dict[str, Any] = {"orgs": SANDBOX_ORGS, "orders": SANDBOX_ORDERS, "seed": SANDBOX_SEED}
+    values.update(overrides)
+    return SandboxConfig(**values)
+
+
+def busiest_days(server: Any, n: int = 1) -> list[date]:
+    """The `n` UTC days with the most orders in the sandbox (by nested_updated_at)."""
+    orders = server.store.expected_rows()["orders"]
+    days = Counter(_as_dt(o["nested_updated_at"]).date() for o in orders)
+    return [d for d, _ in days.most_common(n)]
+
+
+def _as_dt(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
+
+
+def window(first: date, last: date) -> tuple[datetime, datetime]:
+    """[first 00:00 UTC, last + 1 day 00:00 UTC)."""
+    since = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    return since, datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def resources_for(server: Any, target: Any) -> dict[str, Any]:
+    """The two resources pointed at a sandbox and a test warehouse (migrated on first use)."""
+    from pipelines.resources import ReadyCloudResource, WarehouseResource
+
+    return {
+        "readycloud": ReadyCloudResource(base_url=server.base_url, api_token=server.token),
+        "warehouse": WarehouseResource(url=target.url, schema=target.schema, auto_migrate=True),
+    }
+
+
+def fetch_typed_rows(target: Any, table: str) -> list[dict[str, Any]]:
+    """Rows of a warehouse table read through the models (aware datetimes on SQLite too).
+
+    Like support.fetch_rows: only rows of orders that are not marked deleted.
+    """
+    import sqlalchemy as sa
+
+    from warehouse import models
+    from warehouse.db import make_engine
+
+    t = models.metadata.tables[table]
+    orders = models.metadata.tables["orders"]
+    if table == "orders":
+        query = sa.select(t).where(t.c.deleted_at.is_(None))
+    else:
+        query = (
+            sa.select(t)
+            .join(orders, sa.and_(orders.c.org_pk == t.c.org_pk, orders.c.order_pk == t.c.order_pk))
+            .where(orders.c.deleted_at.is_(None))
+        )
+    engine = make_engine(target.url, target.schema)
+    try:
+        with engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+    finally:
+        engine.dispose()
+
+
+def _in_column_types(table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Expected rows with values of text columns as text (the sandbox gives order_number as int)."""
+    import sqlalchemy as sa
+
+    from warehouse import models
+
+    text_cols = {
+        c.name for c in models.metadata.tables[table].columns if isinstance(c.type, sa.Text)
+    }
+    return [
+        {
+            k: str(v) if k in text_cols and isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in row.items()
+        }
+        for row in rows
+    ]
+
+
+def assert_matches_sandbox(target: Any, expected: dict[str, list[dict[str, Any]]]) -> None:
+    """Every table equals the sandbox's expected rows, compared in the warehouse's column types."""
+    from support import diff_table
+
+    problems: list[str] = []
+    for table in ("orders", "boxes", "items", "addresses"):
+        problems += diff_table(
+            fetch_typed_rows(target, table), _in_column_types(table, expected[table]), table
+        )
+    assert not problems, "warehouse differs from the sandbox:\n  " + "\n  ".join(problems[:40])

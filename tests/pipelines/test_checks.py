@@ -1,0 +1,157 @@
+"""Asset checks pass on a fresh sync and fail on data corrupted directly in the warehouse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+from pipelines_support import busiest_days, resources_for
+from support import warehouse_engine
+
+
+def _defs(sandbox: Any, target: Any) -> dg.Definitions:
+    from pipelines.assets import readycloud_sync, readycloud_views
+    from pipelines.checks import readycloud_integrity_checks, row_count_matches_api
+
+    return dg.Definitions(
+        assets=[readycloud_sync, readycloud_views],
+        asset_checks=[readycloud_integrity_checks, row_count_matches_api],
+        jobs=[
+            dg.define_asset_job("sync", selection=dg.AssetSelection.groups("readycloud")),
+            dg.define_asset_job(
+                "checks_only",
+                selection=dg.AssetSelection.checks(
+                    readycloud_integrity_checks, row_count_matches_api
+                ),
+            ),
+        ],
+        resources=resources_for(sandbox, target),
+    )
+
+
+def _results(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], Any]:
+    return {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+def _sync_then_check(sandbox: Any, target: Any, instance: Any) -> tuple[dg.Definitions, str]:
+    (day,) = busiest_days(sandbox)
+    defs = _defs(sandbox, target)
+    synced = defs.resolve_job_def("sync").execute_in_process(
+        partition_key=day.isoformat(), instance=instance
+    )
+    assert synced.success
+    # Everything passes, except freshness: a backfill never sets the live watermark.
+    failing = {k: r.description for k, r in _results(synced).items() if not r.passed}
+    assert set(failing) <= {("orders", "watermark_fresh")}, failing
+    return defs, day.isoformat()
+
+
+def _run_checks(defs: dg.Definitions, instance: Any, partition: str) -> dict[tuple[str, str], Any]:
+    job = defs.resolve_job_def("checks_only")
+    result = job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": partition,
+            "dagster/asset_partition_range_end": partition,
+        },
+        raise_on_error=False,
+    )
+    return _results(result)
+
+
+def _unconstrain_items(conn: sa.Connection) -> None:
+    """Rebuild items without keys or foreign keys, so corrupt rows can go in (views first)."""
+    conn.execute(sa.text("DROP VIEW IF EXISTS daily_order_summary"))
+    conn.execute(sa.text("DROP VIEW IF EXISTS order_lines"))
+    conn.execute(sa.text("CREATE TABLE items_copy AS SELECT * FROM items"))
+    conn.execute(sa.text("DROP TABLE items"))
+    conn.execute(sa.text("ALTER TABLE items_copy RENAME TO items"))
+
+
+def test_checks_fail_on_an_orphan_item_and_a_duplicate_key(sandbox: Any, target: Any) -> None:
+    """An item whose box does not exist and a duplicated item key fail blocking ERROR checks."""
+    with dg.instance_for_test() as instance:
+        defs, day = _sync_then_check(sandbox, target, instance)
+        engine = warehouse_engine(target)
+        try:
+            with engine.begin() as conn:
+                _unconstrain_items(conn)
+                row = conn.execute(sa.text("SELECT org_pk, order_pk FROM items LIMIT 1")).one()
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO items (org_pk, order_pk, box_pk, item_pk) "
+                        "VALUES (:org, :order, 'no-such-box', 'orphan-item')"
+                    ),
+                    {"org": row.org_pk, "order": row.order_pk},
+                )
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO items (org_pk, order_pk, box_pk, item_pk) "
+                        "SELECT org_pk, order_pk, box_pk, item_pk FROM items "
+                        "WHERE box_pk <> 'no-such-box' LIMIT 1"
+                    )
+                )
+        finally:
+            engine.dispose()
+        results = _run_checks(defs, instance, day)
+    orphan = results[("items", "no_orphans")]
+    assert not orphan.passed and orphan.severity == dg.AssetCheckSeverity.ERROR
+    assert orphan.metadata["orphans"].value == 1
+    dupes = results[("items", "unique_keys")]
+    assert not dupes.passed and dupes.severity == dg.AssetCheckSeverity.ERROR
+    assert dupes.metadata["duplicated_keys"].value == 1
+    assert results[("orders", "unique_keys")].passed
+    assert results[("boxes", "no_orphans")].passed
+
+
+def test_row_count_check_fails_when_the_warehouse_lost_an_order(sandbox: Any, target: Any) -> None:
+    """An order missing from the warehouse's live rows makes the count differ from the API's."""
+    with dg.instance_for_test() as instance:
+        defs, day = _sync_then_check(sandbox, target, instance)
+        engine = warehouse_engine(target)
+        try:
+            with engine.begin() as conn:
+                order_pk = conn.execute(sa.text("SELECT order_pk FROM orders LIMIT 1")).scalar_one()
+                conn.execute(
+                    sa.text("UPDATE orders SET deleted_at = synced_at WHERE order_pk = :pk"),
+                    {"pk": order_pk},
+                )
+        finally:
+            engine.dispose()
+        results = _run_checks(defs, instance, day)
+    count = results[("orders", "row_count_matches_api")]
+    assert not count.passed and count.severity == dg.AssetCheckSeverity.WARN
+    assert count.metadata["api_orders"].value == count.metadata["warehouse_orders"].value + 1
+
+
+def test_freshness_warns_without_a_live_sync(sandbox: Any, sqlite_target: Any) -> None:
+    """Only backfills so far: no live watermark, so the freshness check warns."""
+    with dg.instance_for_test() as instance:
+        defs, day = _sync_then_check(sandbox, sqlite_target, instance)
+        results = _run_checks(defs, instance, day)
+    fresh = results[("orders", "watermark_fresh")]
+    assert not fresh.passed and fresh.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_load_issues_check_warns_when_a_run_records_new_issues(
+    tmp_path: Any, sqlite_target: Any
+) -> None:
+    """A sandbox with unparseable values: the run succeeds and the WARN check reports them."""
+    from pipelines_support import sandbox_config
+
+    from pipelines.partitions import today_key
+    from rc_sandbox import SandboxServer
+
+    with (
+        SandboxServer(sandbox_config(orders=200, poison_rate=0.2)) as poisoned,
+        dg.instance_for_test() as instance,
+    ):
+        defs = _defs(poisoned, sqlite_target)
+        result = defs.resolve_job_def("sync").execute_in_process(
+            partition_key=today_key(), instance=instance, tags={"rc_sync/mode": "incremental"}
+        )
+    assert result.success
+    issues = _results(result)[("orders", "no_new_load_issues")]
+    assert not issues.passed and issues.severity == dg.AssetCheckSeverity.WARN
+    assert issues.metadata["load_issues_new"].value > 0
