@@ -86,59 +86,8 @@ def resources_for(server: Any, target: Any) -> dict[str, Any]:
     }
 
 
-def fetch_typed_rows(target: Any, table: str) -> list[dict[str, Any]]:
-    """Rows of a warehouse table read through the models (aware datetimes on SQLite too).
-
-    Like support.fetch_rows: only rows of orders that are not marked deleted.
-    """
-    import sqlalchemy as sa
-
-    from warehouse import models
-    from warehouse.db import make_engine
-
-    t = models.metadata.tables[table]
-    orders = models.metadata.tables["orders"]
-    if table == "orders":
-        query = sa.select(t).where(t.c.deleted_at.is_(None))
-    else:
-        query = (
-            sa.select(t)
-            .join(orders, sa.and_(orders.c.org_pk == t.c.org_pk, orders.c.order_pk == t.c.order_pk))
-            .where(orders.c.deleted_at.is_(None))
-        )
-    engine = make_engine(target.url, target.schema)
-    try:
-        with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
-    finally:
-        engine.dispose()
-
-
-def _in_column_types(table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Expected rows with values of text columns as text (the sandbox gives order_number as int)."""
-    import sqlalchemy as sa
-
-    from warehouse import models
-
-    text_cols = {
-        c.name for c in models.metadata.tables[table].columns if isinstance(c.type, sa.Text)
-    }
-    return [
-        {
-            k: str(v) if k in text_cols and isinstance(v, int) and not isinstance(v, bool) else v
-            for k, v in row.items()
-        }
-        for row in rows
-    ]
-
-
 def assert_matches_sandbox(target: Any, expected: dict[str, list[dict[str, Any]]]) -> None:
-    """Every table equals the sandbox's expected rows, compared in the warehouse's column types."""
-    from support import diff_table
+    """Every table equals the sandbox's expected rows, column by column (support.py)."""
+    from support import assert_warehouse_matches
 
-    problems: list[str] = []
-    for table in ("orders", "boxes", "items", "addresses"):
-        problems += diff_table(
-            fetch_typed_rows(target, table), _in_column_types(table, expected[table]), table
-        )
-    assert not problems, "warehouse differs from the sandbox:\n  " + "\n  ".join(problems[:40])
+    assert_warehouse_matches(target, expected)
