@@ -21,7 +21,7 @@ from rc_sync.settings import Settings, load_settings
 
 log = logging.getLogger("rc_sync")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, highlight=False)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -102,12 +102,19 @@ def _guarded(settings: Settings | None, action: Callable[[], Any], debug: bool) 
 
 
 def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * verbose if verbose else logging.INFO
-    logging.basicConfig(
-        level=max(level, logging.DEBUG),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log lines on stderr: through rich above the progress bars on a terminal, plain elsewhere."""
+    from rich.logging import RichHandler
+
+    from rc_sync.progress import STDERR
+
+    level = logging.DEBUG if verbose else logging.INFO
+    if sys.stderr.isatty():
+        handler: logging.Handler = RichHandler(console=STDERR, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # httpx logs every request URL at INFO; our own lines say enough.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from types import TracebackType
@@ -27,7 +28,7 @@ from rc_sync.settings import Settings
 from warehouse import migrate as wh_migrate
 from warehouse import state as wh_state
 from warehouse.db import make_engine
-from warehouse.load import BackfillDay, Loader
+from warehouse.load import BackfillDay, Loader, LoadStats
 from warehouse.locks import org_run_lock
 from warehouse.normalize import normalize_orders
 
@@ -306,22 +307,27 @@ class SyncEngine:
         pending: list[dict[str, Any]] = []
         checkpoint: datetime | None = None
         total_known = False
-        for batch in self.reader.iter_window(rep.org_pk, window):
-            total = getattr(batch, "total", None)
-            if total is not None and not total_known:
-                self.progress.set_total(total)
-                total_known = True
-            pending.extend(batch.orders)
-            if batch.checkpoint is not None and (
-                checkpoint is None or batch.checkpoint > checkpoint
-            ):
-                checkpoint = batch.checkpoint
-            if len(pending) >= self.settings.batch_orders:
-                self._flush(loader, rep, pending, checkpoint if live else None)
-                pending = []
-        # The last flush always runs, even when empty, so the watermark reaches `until`
-        # (live runs) or the backfill day is recorded with the day's last rows.
-        self._flush(loader, rep, pending, checkpoint if live else None, day=day)
+        # A streaming pipeline: pages are fetched ahead on the client's threads, batches are
+        # normalized here, and each batch is loaded on one writer thread while the next one
+        # is normalized. At most one load is in flight and loads run in batch order, so each
+        # batch still commits with its own checkpoint, in order; memory stays bounded.
+        with _BatchWriter(self, loader, rep) as writer:
+            for batch in self.reader.iter_window(rep.org_pk, window):
+                total = getattr(batch, "total", None)
+                if total is not None and not total_known:
+                    self.progress.set_total(total)
+                    total_known = True
+                pending.extend(batch.orders)
+                if batch.checkpoint is not None and (
+                    checkpoint is None or batch.checkpoint > checkpoint
+                ):
+                    checkpoint = batch.checkpoint
+                if len(pending) >= self.settings.batch_orders:
+                    writer.submit(pending, checkpoint if live else None)
+                    pending = []
+            # The last flush always runs, even when empty, so the watermark reaches `until`
+            # (live runs) or the backfill day is recorded with the day's last rows.
+            writer.submit(pending, checkpoint if live else None, day=day)
         rep.path = self.reader.last_path
         self.progress.finish_org(_org_summary(rep))
 
@@ -344,8 +350,12 @@ class SyncEngine:
             live=checkpoint is not None,
             backfill_day=day,
         )
+        self._account(rep, len(docs), stats)
+
+    def _account(self, rep: OrgReport, n_docs: int, stats: LoadStats) -> None:
+        """Add one loaded batch to the org's report and the progress output."""
         rep.batches += 1
-        rep.orders_read += len(docs)
+        rep.orders_read += n_docs
         rep.orders_new += stats.orders_new
         rep.orders_updated += stats.orders_updated
         rep.orders_unchanged += stats.orders_unchanged
@@ -354,7 +364,7 @@ class SyncEngine:
         for table, counts in stats.tables.items():
             if table in rep.tables:
                 rep.tables[table].add(counts.inserted, counts.updated, counts.deleted)
-        self.progress.advance(len(docs))
+        self.progress.advance(n_docs)
 
     def _reconcile_org(self, rep: OrgReport, *, force: bool) -> None:
         """Compare a verified compact listing with the warehouse; mark deletions and returns."""
@@ -386,6 +396,72 @@ class SyncEngine:
             f"{len(present)} orders at the source, {rep.orders_deleted} marked deleted, "
             f"{rep.orders_restored} restored"
         )
+
+
+class _BatchWriter:
+    """Loads normalized batches on one background thread, in order, one at a time.
+
+    `submit` normalizes a batch on the calling thread, then waits for the previous load (if
+    any) to finish and accounts for it before handing this one over, so normalization of
+    batch k+1 overlaps the database work of batch k. Leaving the block waits for the last
+    load; a failed load raises from the next `submit` or from the end of the block. When the
+    block is left by an error, the load already in flight is still waited for (it is a whole
+    batch with its own checkpoint) and the error is re-raised.
+    """
+
+    def __init__(self, engine: SyncEngine, loader: Loader, rep: OrgReport) -> None:
+        self.engine = engine
+        self.loader = loader
+        self.rep = rep
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc-sync-load")
+        self.inflight: tuple[Future[LoadStats], int] | None = None
+
+    def submit(
+        self,
+        docs: list[dict[str, Any]],
+        checkpoint: datetime | None,
+        *,
+        day: BackfillDay | None = None,
+    ) -> None:
+        batch = normalize_orders(self.rep.org_pk, docs, utc_now())
+        self.wait()
+        future = self.pool.submit(
+            self.loader.load_batch,
+            self.rep.org_pk,
+            batch,
+            checkpoint=checkpoint,
+            live=checkpoint is not None,
+            backfill_day=day,
+        )
+        self.inflight = (future, len(docs))
+
+    def wait(self) -> None:
+        """Wait for the load in flight and account for it (re-raising its error)."""
+        if self.inflight is None:
+            return
+        future, n_docs = self.inflight
+        self.inflight = None
+        self.engine._account(self.rep, n_docs, future.result())
+
+    def __enter__(self) -> _BatchWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc is None:
+                self.wait()
+            else:
+                try:
+                    self.wait()
+                except Exception:
+                    log.exception("a batch load failed while the run was already failing")
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 def _add_request_stats(rep: OrgReport, before: dict[str, Any], after: dict[str, Any]) -> None:

@@ -21,6 +21,9 @@ from rich.progress import (
 
 log = logging.getLogger(__name__)
 
+# One stderr console for progress bars and log lines, so log lines print above the bars.
+STDERR = Console(stderr=True)
+
 
 class ProgressSink(Protocol):
     """Receives progress events from the engine."""
@@ -103,7 +106,7 @@ class RichProgress:
     """A progress bar per org on a terminal: orders read, rate and ETA when the count is known."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or STDERR
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
