@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
@@ -35,6 +35,7 @@ PathName = Literal["filtered-keyset", "filtered-offset", "compact-diff"]
 ForcePath = Literal["auto", "filtered", "compact"]
 
 ORDERING_PROBE_SIZE = 5
+ONE_MICROSECOND = timedelta(microseconds=1)
 
 # Capability probes are a property of the server behind a client: cached per client object.
 _PROBES: WeakKeyDictionary[ReadyCloudClient, dict[str, bool]] = WeakKeyDictionary()
@@ -269,10 +270,14 @@ class ChangeReader:
             len(listed),
             "stable" if consistent else "changed",
         )
-        listing = self._verified_walk(org_pk, window.filters())
+        entries = (
+            self._keyset_listing(org_pk, window)
+            if may_checkpoint
+            else self._verified_walk(org_pk, window.filters()).entries
+        )
         missing = [
             path
-            for path, stamp in listing.entries.items()
+            for path, stamp in entries.items()
             if path not in seen and _in_window(stamp, window, unknown=True)
         ]
         logger.info("org %s: %d orders missed by the walk, fetching them", org_pk, len(missing))
@@ -361,6 +366,42 @@ class ChangeReader:
                 yield OrderBatch(batch, None, total)
                 batch = []
         yield OrderBatch(batch, window.until, total)
+
+    def _keyset_listing(self, org_pk: str, window: Window) -> dict[str, str]:
+        """url path -> nested_updated_at of every order in the window, by keyset pages.
+
+        Each page asks for the window from the last timestamp seen on (ascending), so an order
+        that moves out of the window or vanishes while the walk runs cannot make the walk skip
+        one that stays (an offset walk would, and a listing that changes on every page never
+        verifies). A page made of one timestamp only (a tie larger than a page) is read with a
+        verified walk of exactly that timestamp. Needs the filters and ordering honoured.
+        """
+        entries: dict[str, str] = {}
+        since = window.since
+        while True:
+            params = {**Window(since, window.until).filters(), "ordering": ORDERING_FIELD}
+            page = self._first_page(org_pk, params)
+            stamps: list[datetime] = []
+            for item in page.results:
+                raw = item.get(CHANGE_FIELD)
+                entries[order_identity(item)] = raw if isinstance(raw, str) else ""
+                stamp = order_time(raw)
+                if stamp is not None:
+                    stamps.append(stamp)
+            if page.next is None or not page.results:
+                return entries
+            if not stamps:  # pragma: no cover - a filtered listing always has timestamps
+                entries.update(self._verified_walk(org_pk, window.filters()).entries)
+                return entries
+            first, last = min(stamps), max(stamps)
+            if first == last:
+                tie = Window(first, first + ONE_MICROSECOND)
+                entries.update(self._verified_walk(org_pk, tie.filters()).entries)
+                since = tie.until
+            else:
+                since = last
+            if since >= window.until:
+                return entries
 
     def _verified_walk(self, org_pk: str, filters: Mapping[str, Any] | None) -> _Listing:
         """A compact walk whose pages all report one count equal to the distinct urls seen."""

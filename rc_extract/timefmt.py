@@ -34,7 +34,9 @@ def format_api_datetime(moment: datetime) -> str:
     """Format an aware datetime as the API's UTC form with microseconds: 2024-05-01T12:00:00.000000Z."""
     if moment.tzinfo is None:
         raise ValueError("naive datetimes are not allowed; give a timezone")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    # %Y is not zero-padded below year 1000 on glibc; the year is written with 4 digits here.
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_user_datetime(value: str) -> datetime:

@@ -1,0 +1,199 @@
+"""Scenario 9: property-based tests for every parser (money, weight, length, datetime, pk
+from url). On any string they never raise (the url parser raises only its documented
+ValueError, and the normalizer's use of it never raises); on valid input they round-trip; the
+vectorized parsers agree with their scalar twins."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from urllib.parse import quote
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rc_extract.timefmt import format_api_datetime
+from rc_extract.urls import parse_object_url
+from warehouse import parsing
+from warehouse.parsing import (
+    GRAMS_PER_UNIT,
+    ISO_CURRENCIES,
+    METRES_PER_UNIT,
+    Money,
+    parse_datetime,
+    parse_length_m,
+    parse_money,
+    parse_weight_g,
+)
+
+pytestmark = pytest.mark.reliability
+
+FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+SCALARS = {
+    "money": parse_money,
+    "weight": parse_weight_g,
+    "length": parse_length_m,
+    "datetime": parse_datetime,
+}
+SERIES = {
+    "weight": parsing.weight_g_series,
+    "length": parsing.length_m_series,
+    "datetime": parsing.datetime_series,
+}
+
+# Any text, biased towards the shapes the parsers look for.
+near_miss = st.one_of(
+    st.text(),
+    st.text(alphabet="0123456789.,-+eE :TZ", max_size=30),
+    st.builds(
+        lambda n, u: f"{n} {u}",
+        st.text(alphabet="0123456789.-eE", max_size=25),
+        st.text(max_size=6),
+    ),
+    st.builds(
+        lambda d: d,
+        st.from_regex(
+            r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,12})?)?(Z|[+-]\d{2}:?\d{2})?"
+        ),
+    ),
+)
+any_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@pytest.mark.parametrize("name", sorted(SCALARS))
+@FAST
+@given(raw=st.one_of(near_miss, any_json))
+def test_parsers_never_raise(name: str, raw: object) -> None:
+    value, error = SCALARS[name](raw)
+    assert value is None or error is None
+    if error is not None:
+        assert isinstance(error, str) and error
+
+
+@pytest.mark.parametrize("name", sorted(SERIES))
+@FAST
+@given(raws=st.lists(st.one_of(near_miss, any_json), max_size=8))
+def test_series_parsers_agree_with_scalars(name: str, raws: list[object]) -> None:
+    series = pd.Series(raws, dtype=object)
+    result = SERIES[name](series)
+    for i, raw in enumerate(raws):
+        value, error = SCALARS[name](raw)
+        got, got_error = result.values.iloc[i], result.errors.iloc[i]
+        got = None if got is None or (isinstance(got, float) and got != got) else got
+        assert got == value, (raw, got, value)
+        assert (got_error is None) == (error is None), (raw, got_error, error)
+
+
+@FAST
+@given(raws=st.lists(st.one_of(near_miss, any_json), max_size=8))
+def test_money_series_agrees_with_scalar(raws: list[object]) -> None:
+    result = parsing.money_series(pd.Series(raws, dtype=object))
+    for i, raw in enumerate(raws):
+        money, error = parse_money(raw)
+        amount, currency = result.amount.iloc[i], result.currency.iloc[i]
+        if money is None:
+            assert amount is None or amount != amount
+        else:
+            assert amount == money.amount and currency == money.currency
+        assert (result.errors.iloc[i] is None) == (error is None), raw
+
+
+amounts = st.decimals(
+    min_value=Decimal("-999999999999.99"),
+    max_value=Decimal("999999999999.99"),
+    allow_nan=False,
+    allow_infinity=False,
+    places=2,
+)
+
+
+@FAST
+@given(amount=amounts, currency=st.sampled_from(sorted(ISO_CURRENCIES)), prefix=st.booleans())
+def test_money_round_trips(amount: Decimal, currency: str, prefix: bool) -> None:
+    text = f"{currency} {amount}" if prefix else f"{amount} {currency}"
+    assert parse_money(text) == (Money(amount, currency), None)
+
+
+quantities = st.decimals(
+    min_value=Decimal(0), max_value=Decimal("99999999"), allow_nan=False, places=4
+)
+
+
+@FAST
+@given(number=quantities, unit=st.sampled_from(sorted(u for u in GRAMS_PER_UNIT if u)))
+def test_weight_round_trips(number: Decimal, unit: str) -> None:
+    assert parse_weight_g(f"{number} {unit}") == (number * GRAMS_PER_UNIT[unit], None)
+
+
+@FAST
+@given(number=quantities, unit=st.sampled_from(sorted(u for u in METRES_PER_UNIT if u)))
+def test_length_round_trips(number: Decimal, unit: str) -> None:
+    assert parse_length_m(f"{number} {unit}") == (number * METRES_PER_UNIT[unit], None)
+
+
+moments = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+)
+
+
+@FAST
+@given(moment=moments, offset_min=st.integers(-14 * 60, 14 * 60))
+def test_datetime_round_trips(moment: datetime, offset_min: int) -> None:
+    assert parse_datetime(format_api_datetime(moment)) == (moment, None)
+    local = moment.astimezone(UTC).replace(tzinfo=None)
+    shifted = local + timedelta(minutes=offset_min)
+    sign = "+" if offset_min >= 0 else "-"
+    hours, minutes = divmod(abs(offset_min), 60)
+    text = f"{shifted.isoformat()}{sign}{hours:02d}:{minutes:02d}"
+    if datetime(1, 1, 2) <= shifted <= datetime(9999, 12, 30):
+        assert parse_datetime(text) == (moment, None)
+
+
+pks = st.text(min_size=1, max_size=30).filter(lambda s: s.strip("/") == s or "/" not in s)
+
+
+@FAST
+@given(raw=st.one_of(st.text(), near_miss))
+def test_pk_from_url_raises_only_value_error(raw: str) -> None:
+    try:
+        ref = parse_object_url(raw)
+    except ValueError:
+        return
+    assert ref.org_pk
+
+
+@FAST
+@given(
+    org=st.text(min_size=1, max_size=20),
+    order=st.text(min_size=1, max_size=20),
+    box=st.none() | st.text(min_size=1, max_size=20),
+    absolute=st.booleans(),
+    query=st.booleans(),
+)
+def test_pk_from_url_round_trips(
+    org: str, order: str, box: str | None, absolute: bool, query: bool
+) -> None:
+    def q(s: str) -> str:
+        return quote(s, safe="")
+
+    path = f"/api/v2/orgs/{q(org)}/orders/{q(order)}/" + (f"boxes/{q(box)}/" if box else "")
+    url = ("https://www.readycloud.com" if absolute else "") + path + ("?expand=x" if query else "")
+    ref = parse_object_url(url)
+    assert (ref.org_pk, ref.order_pk, ref.box_pk, ref.item_pk) == (org, order, box, None)
+
+
+@FAST
+@given(raw=any_json)
+def test_normalizer_never_raises_on_any_url(raw: object) -> None:
+    from warehouse.normalize import normalize_orders
+
+    docs = [{"url": raw, "nested_updated_at": "2024-01-01T00:00:00Z", "boxes": [{"url": raw}]}]
+    batch = normalize_orders("org", docs, datetime(2024, 1, 1, tzinfo=UTC))
+    assert batch.org_pk == "org"
