@@ -266,44 +266,36 @@ def deleted_orders(engine: Engine, org_pk: str) -> dict[str, datetime]:
         return {pk: at for pk, at in conn.execute(query)}
 
 
-def mark_deleted(engine: Engine, org_pk: str, order_pks: Iterable[str], at: datetime) -> int:
-    """Set deleted_at on these (not yet deleted) orders; returns how many changed."""
+def _set_deleted_at(
+    engine: Engine, org_pk: str, order_pks: Iterable[str], value: datetime | None
+) -> int:
+    """Set deleted_at to `value` on the orders whose mark differs; returns how many changed."""
     orders = models.orders_table
     pks = sorted(set(order_pks))
+    # Only rows whose state flips count: marking marks live orders, clearing clears marked ones.
+    differs = (
+        orders.c.deleted_at.is_(None) if value is not None else orders.c.deleted_at.is_not(None)
+    )
     changed = 0
     with write_transaction(engine, org_pk) as conn:
         for chunk in _chunks(pks):
             result = conn.execute(
                 sa.update(orders)
-                .where(
-                    orders.c.org_pk == org_pk,
-                    orders.c.order_pk.in_(chunk),
-                    orders.c.deleted_at.is_(None),
-                )
-                .values(deleted_at=at)
+                .where(orders.c.org_pk == org_pk, orders.c.order_pk.in_(chunk), differs)
+                .values(deleted_at=value)
             )
             changed += result.rowcount
     return changed
+
+
+def mark_deleted(engine: Engine, org_pk: str, order_pks: Iterable[str], at: datetime) -> int:
+    """Set deleted_at on these (not yet deleted) orders; returns how many changed."""
+    return _set_deleted_at(engine, org_pk, order_pks, at)
 
 
 def clear_deleted(engine: Engine, org_pk: str, order_pks: Iterable[str]) -> int:
     """Clear deleted_at on these orders (they exist again); returns how many changed."""
-    orders = models.orders_table
-    pks = sorted(set(order_pks))
-    changed = 0
-    with write_transaction(engine, org_pk) as conn:
-        for chunk in _chunks(pks):
-            result = conn.execute(
-                sa.update(orders)
-                .where(
-                    orders.c.org_pk == org_pk,
-                    orders.c.order_pk.in_(chunk),
-                    orders.c.deleted_at.is_not(None),
-                )
-                .values(deleted_at=None)
-            )
-            changed += result.rowcount
-    return changed
+    return _set_deleted_at(engine, org_pk, order_pks, None)
 
 
 # -- backfill progress ------------------------------------------------------------
