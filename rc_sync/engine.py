@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from rc_extract.changes import ChangeReader, Window
 from rc_extract.client import ReadyCloudClient
-from rc_extract.timefmt import parse_api_datetime, utc_now
+from rc_extract.timefmt import format_api_datetime, parse_api_datetime, utc_now
 from rc_extract.urls import parse_object_url
 from rc_sync.errors import ConfigError, RunFailed
 from rc_sync.progress import NullProgress, ProgressSink
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 # listing is the whole truth; a listing that suddenly comes back empty is far more likely an
 # access problem than a mass deletion.
 MASS_DELETE_GUARD = 0.5
+# The API capability probes cached in sync_state between runs, and for how long.
+CAPABILITY_PROBES = ("filters", "ordering")
+CAPS_MAX_AGE = timedelta(hours=24)
 
 
 def day_window(day: date) -> tuple[datetime, datetime]:
@@ -303,6 +306,7 @@ class SyncEngine:
             f"{rep.mode} since {window.since.isoformat()}" if window.since else rep.mode
         )
         self.progress.start_org(rep.org_pk, description, None)
+        stored_caps = self._seed_capabilities(rep.org_pk)
         loader = Loader(self.db)
         pending: list[dict[str, Any]] = []
         checkpoint: datetime | None = None
@@ -329,7 +333,45 @@ class SyncEngine:
             # (live runs) or the backfill day is recorded with the day's last rows.
             writer.submit(pending, checkpoint if live else None, day=day)
         rep.path = self.reader.last_path
+        self._store_capabilities(rep.org_pk, stored_caps)
         self.progress.finish_org(_org_summary(rep))
+
+    def _seed_capabilities(self, org_pk: str) -> dict[str, Any] | None:
+        """Reuse the capability probes a recent run stored for the org (saves ~4 requests).
+
+        Returns the stored entry when it was fresh enough to use, else None.
+
+        Probes are a property of the server and the reader re-checks them as it goes (pages
+        outside the window switch to the compact path; checkpoints need ascending pages), so
+        a stale value costs time, never correctness; stored values expire after a day anyway.
+        """
+        stored = wh_state.get_capabilities(self.db, org_pk)
+        if not isinstance(stored, dict):
+            return None
+        try:
+            fresh = utc_now() - parse_api_datetime(str(stored.get("probed_at"))) < CAPS_MAX_AGE
+        except ValueError:
+            fresh = False
+        if not fresh:
+            return None
+        for name in CAPABILITY_PROBES:
+            value = stored.get(name)
+            if isinstance(value, bool) and self.reader._cached(name) is None:
+                self.reader._remember(name, value)
+        return stored
+
+    def _store_capabilities(self, org_pk: str, stored: dict[str, Any] | None) -> None:
+        """Remember this run's probe results for the next run (only when they changed)."""
+        found = {name: self.reader._cached(name) for name in CAPABILITY_PROBES}
+        if found.get("filters") and self.reader.last_path == "compact-diff":
+            found["filters"] = None  # the walk proved the filters ignored: probe again next time
+        known: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
+        previous = {name: (stored or {}).get(name) for name in CAPABILITY_PROBES}
+        if known == {k: v for k, v in previous.items() if v is not None} and stored:
+            return
+        if known:
+            known["probed_at"] = format_api_datetime(utc_now())
+        wh_state.set_capabilities(self.db, org_pk, known)
 
     def _flush(
         self,

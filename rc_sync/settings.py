@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         60.0, ge=0, validation_alias=_env("lock_timeout_s", "RC_SYNC_LOCK_TIMEOUT")
     )
     batch_orders: int = Field(
-        500, ge=1, le=100_000, validation_alias=_env("batch_orders", "RC_SYNC_BATCH_ORDERS")
+        1000, ge=1, le=100_000, validation_alias=_env("batch_orders", "RC_SYNC_BATCH_ORDERS")
     )
 
     @field_validator("readycloud_base_url")

@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -120,8 +120,65 @@ def _converter(column: sa.Column[Any], dialect: str) -> Callable[[Any], Any]:
     return lambda v: v
 
 
+def _sqlite_datetimes(values: list[Any]) -> list[Any]:
+    """to_sqlite_text over a column; aware UTC datetimes (the normal case) take a short cut."""
+    out: list[Any] = []
+    for value in values:
+        if value is None:
+            out.append(None)
+        elif type(value) is datetime and value.tzinfo is UTC:
+            out.append(value.isoformat(timespec="microseconds"))  # == to_sqlite_text(value)
+        else:
+            out.append(to_sqlite_text(value))
+    return out
+
+
+def _json_texts(values: list[Any]) -> list[Any]:
+    """json.dumps over a column; empty lists and objects (the common case) without the encoder."""
+    dumps = json.dumps
+    out: list[Any] = []
+    for value in values:
+        if value is None:
+            out.append(None)
+        elif not value and type(value) in (list, dict):
+            out.append("[]" if type(value) is list else "{}")
+        else:
+            out.append(dumps(value, ensure_ascii=False, allow_nan=False))
+    return out
+
+
+def _column_converter(column: sa.Column[Any], dialect: str) -> Callable[[list[Any]], list[Any]]:
+    """Like _converter, for a whole column at once (same results)."""
+    kind = column.type
+    if isinstance(kind, UTCDateTime) and dialect == "sqlite":
+        return _sqlite_datetimes
+    if isinstance(kind, sa.JSON) or column.name in ("raw", "tags", "custom_fields", "capabilities"):
+        return _json_texts
+    one = _converter(column, dialect)
+    if isinstance(kind, UTCDateTime) or not (
+        isinstance(kind, DecimalNumber | sa.Date)
+        or (isinstance(kind, sa.Boolean) and dialect == "sqlite")
+    ):
+        return lambda values: values  # passed through unchanged
+    return lambda values: [one(v) for v in values]
+
+
 def _quote(name: str) -> str:
     return f'"{name}"'
+
+
+def _frame_columns(frame: Any, positions: list[int] | None) -> dict[str, list[Any]]:
+    """Public columns of a normalized frame as lists (only the rows at `positions`, if given).
+
+    The private RAW_JSON column is kept; other `_` columns are not.
+    """
+    out: dict[str, list[Any]] = {}
+    for name in frame.columns:
+        if name.startswith("_") and name != RAW_JSON:
+            continue
+        values = frame[name].tolist()
+        out[name] = values if positions is None else [values[i] for i in positions]
+    return out
 
 
 class _Writer:
@@ -145,6 +202,28 @@ class _Writer:
                 converters.append((column.name, _converter(column, self.dialect)))
         return [tuple(convert(row.get(name)) for name, convert in converters) for row in rows]
 
+    def column_tuples(
+        self,
+        table: sa.Table,
+        columns: dict[str, list[Any]],
+        n: int,
+        verbatim: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]:
+        """Driver-ready rows from column lists (missing columns are NULL), converted per column.
+
+        Columns named in `verbatim` are already in driver form and pass unchanged.
+        """
+        converted = []
+        for column in table.columns:
+            values = columns.get(column.name)
+            if values is None:
+                converted.append([None] * n)
+            elif column.name in verbatim:
+                converted.append(values)
+            else:
+                converted.append(_column_converter(column, self.dialect)(values))
+        return list(zip(*converted, strict=True))
+
     def upsert(
         self,
         table: sa.Table,
@@ -156,10 +235,17 @@ class _Writer:
         """INSERT ... ON CONFLICT (pk) DO UPDATE every non-key column except `keep`."""
         if not rows:
             return
+        self.write(table, self._tuples(table, rows, overrides or {}), keep=keep)
+
+    def write(
+        self, table: sa.Table, data: list[tuple[Any, ...]], *, keep: Sequence[str] = ()
+    ) -> None:
+        """Upsert driver-ready rows (in table column order); see upsert."""
+        if not data:
+            return
         columns = [c.name for c in table.columns]
         keys = [c.name for c in table.primary_key.columns]
         updates = [c for c in columns if c not in keys and c not in keep]
-        data = self._tuples(table, rows, overrides or {})
         collist = ", ".join(_quote(c) for c in columns)
         conflict = ", ".join(_quote(c) for c in keys)
         action = (
@@ -168,11 +254,15 @@ class _Writer:
             else "DO NOTHING"
         )
         if self.use_copy:
+            # One staging table per session, emptied at every commit: creating (and dropping)
+            # temp tables per batch churns the system catalogs, which bloat without vacuum and
+            # make every later statement slower.
             stage = f"_rc_stage_{table.name}"
             self.conn.exec_driver_sql(
-                f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {_quote(table.name)}) ON COMMIT DROP"
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {_quote(table.name)}) "
+                "ON COMMIT DELETE ROWS"
             )
-            self.conn.exec_driver_sql(f"TRUNCATE {stage}")
+            self.conn.exec_driver_sql(f"DELETE FROM {stage}")  # empty unless used twice in a tx
             raw: Any = self.conn.connection.dbapi_connection  # psycopg.Connection
             with (
                 raw.cursor() as cursor,
@@ -213,11 +303,21 @@ class _Writer:
         return found
 
 
+# PostgreSQL: refresh the planner statistics of the data tables after this many orders, then
+# each time the count written by this loader doubles. A first load grows the tables from
+# nothing; until they are analyzed the planner believes they are empty and the per-batch key
+# lookups (org_pk = ? AND order_pk IN (...)) degrade to scanning the whole org, which makes a
+# first sync quadratic (seen at 100k orders with autovacuum off; autovacuum also lags a bulk load).
+ANALYZE_FIRST_AT = 5_000
+
+
 class Loader:
     """Loads NormalizedBatch objects into the warehouse."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._orders_written = 0
+        self._analyze_at = ANALYZE_FIRST_AT
 
     def load_batch(
         self,
@@ -239,6 +339,13 @@ class Loader:
                 stats.watermark = advance_watermark(conn, org_pk, checkpoint, batch.synced_at)
             if backfill_day is not None:
                 record_day_done(conn, org_pk, backfill_day.key, backfill_day.day, batch.synced_at)
+        self._orders_written += stats.orders_new + stats.orders_updated
+        if self._orders_written >= self._analyze_at and self.engine.dialect.name == "postgresql":
+            self._analyze_at = 2 * self._orders_written
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(
+                    "ANALYZE " + ", ".join(_quote(name) for name in ("orders", *CHILD_TABLES))
+                )
         return stats
 
     def _load(self, conn: Connection, org_pk: str, batch: NormalizedBatch) -> LoadStats:
@@ -256,31 +363,28 @@ class Loader:
 
         changed: list[str] = []
         unchanged: list[str] = []
-        order_rows = batch.records("orders")
-        raw_json = (
-            batch.orders[RAW_JSON].tolist()
-            if RAW_JSON in batch.orders
-            else [None] * len(order_rows)
-        )
-        rows_to_write: list[dict[str, Any]] = []
-        for row, text in zip(order_rows, raw_json, strict=True):
-            pk = row["order_pk"]
+        frame = batch.orders
+        order_pks = frame["order_pk"].tolist()
+        nested = frame["nested_updated_at"].tolist()
+        hashes = frame["content_hash"].tolist()
+        write_at: list[int] = []
+        for index, pk in enumerate(order_pks):
             previous = stored.get(pk)
             if previous is None:
                 stats.orders_new += 1
             else:
                 old_nested, old_hash = previous
-                new_nested = row["nested_updated_at"]
+                new_nested = nested[index]
                 if old_nested is not None and new_nested is not None and new_nested < old_nested:
                     stats.orders_skipped_older += 1
                     continue
-                if old_hash is not None and old_hash == row["content_hash"]:
+                if old_hash is not None and old_hash == hashes[index]:
                     stats.orders_unchanged += 1
                     unchanged.append(pk)
                     continue
                 stats.orders_updated += 1
             changed.append(pk)
-            rows_to_write.append({**row, "deleted_at": None, "_raw_json": text})
+            write_at.append(index)
 
         for chunk in _chunks(unchanged):
             conn.execute(
@@ -288,7 +392,14 @@ class Loader:
                 .where(orders.c.org_pk == org_pk, orders.c.order_pk.in_(chunk))
                 .values(synced_at=synced_at, deleted_at=None)
             )
-        writer.upsert(orders, rows_to_write, overrides={"raw": "_raw_json"})
+        if write_at:
+            columns = _frame_columns(frame, write_at)
+            columns["deleted_at"] = [None] * len(write_at)
+            verbatim: tuple[str, ...] = ()
+            if RAW_JSON in columns:  # the canonical JSON text the normalizer already made
+                columns["raw"] = columns.pop(RAW_JSON)
+                verbatim = ("raw",)
+            writer.write(orders, writer.column_tuples(orders, columns, len(write_at), verbatim))
         stats.tables["orders"] = TableCounts(
             inserted=stats.orders_new, updated=stats.orders_updated
         )
@@ -307,17 +418,25 @@ class Loader:
         stats: LoadStats,
     ) -> None:
         changed_list = sorted(changed)
-        incoming: dict[str, list[dict[str, Any]]] = {}
+        incoming: dict[str, list[tuple[Any, ...]]] = {}
         stale: dict[str, list[tuple[Any, ...]]] = {}
         for name in CHILD_TABLES:
             table = TABLES[name]
             keys = [c.name for c in table.primary_key.columns]
             frame = batch.tables[name]
-            rows = (
-                [r for r in batch.records(name) if r["order_pk"] in changed] if len(frame) else []
-            )
-            incoming[name] = rows
-            new_keys = {tuple(r[k] for k in keys) for r in rows}
+            if len(frame):
+                owners = frame["order_pk"].tolist()
+                if all(pk in changed for pk in owners):
+                    columns = _frame_columns(frame, None)
+                else:
+                    columns = _frame_columns(
+                        frame, [i for i, pk in enumerate(owners) if pk in changed]
+                    )
+            else:
+                columns = {}
+            n = len(columns["order_pk"]) if columns else 0
+            incoming[name] = writer.column_tuples(table, columns, n) if n else []
+            new_keys = set(zip(*(columns[k] for k in keys), strict=True)) if n else set()
             old_keys = writer.stored_keys(table, org_pk, changed_list, keys)
             stale[name] = sorted(old_keys - new_keys)
             stats.tables[name] = TableCounts(
@@ -330,7 +449,7 @@ class Loader:
             table = TABLES[name]
             writer.delete_keys(table, [c.name for c in table.primary_key.columns], stale[name])
         for name in ("addresses", "boxes", "items"):
-            writer.upsert(TABLES[name], incoming[name])
+            writer.write(TABLES[name], incoming[name])
 
     def _mirror_issues(
         self,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, cast
 
 import pandas as pd
@@ -259,7 +261,15 @@ def clean_json(value: Any) -> Any:
 
 
 def _needs_cleaning(canonical: str, non_finite: bool) -> bool:
-    return non_finite or "\\u0000" in canonical or BAD_TEXT.search(canonical) is not None
+    if non_finite or "\\u0000" in canonical or "\x00" in canonical:
+        return True
+    if canonical.isascii():  # O(1): no surrogate can be in there
+        return False
+    try:
+        canonical.encode("utf-8")  # fails exactly when an unpaired surrogate is present
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _dig(obj: dict[str, Any], path: tuple[str, ...]) -> tuple[Any, str | None]:
@@ -274,9 +284,22 @@ def _dig(obj: dict[str, Any], path: tuple[str, ...]) -> tuple[Any, str | None]:
     return value, None
 
 
+# The usual shape of an object url (absolute or host-relative, nothing to unquote): parsed
+# directly, with the same result as parse_object_url; anything else goes through it.
+_SEGMENT = r"([^/?#%;\s\\]+)"
+_FAST_URL = re.compile(
+    rf"(?:https?://[^/?#@\s\\]+)?/api/v2/orgs/{_SEGMENT}/orders/{_SEGMENT}/"
+    rf"(?:boxes/{_SEGMENT}/(?:items/{_SEGMENT}/)?)?",
+    re.ASCII,
+)
+
+
 def _ref(url: Any) -> ObjectRef | None:
     if not isinstance(url, str):
         return None
+    match = _FAST_URL.fullmatch(url)
+    if match is not None:
+        return ObjectRef(*match.groups())
     try:
         return parse_object_url(url)
     except ValueError:
@@ -299,10 +322,27 @@ def _clean_pk(
     return pk
 
 
+def _plan(fields: tuple[Field, ...]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[Field, ...]]:
+    """Split fields into top-level ones (columns, keys) and nested ones."""
+    simple = [f for f in fields if len(f.path) == 1]
+    nested = tuple(f for f in fields if len(f.path) > 1)
+    return tuple(f.column for f in simple), tuple(f.path[0] for f in simple), nested
+
+
+_PLANS: dict[
+    int, tuple[tuple[Field, ...], tuple[str, ...], tuple[str, ...], tuple[Field, ...]]
+] = {}
+
+
 def _fill(row: dict[str, Any], obj: dict[str, Any], fields: tuple[Field, ...]) -> list[str]:
     """Copy raw values into `row`; returns the dotted parents that were not objects."""
+    plan = _PLANS.get(id(fields))
+    if plan is None or plan[0] is not fields:
+        plan = _PLANS[id(fields)] = (fields, *_plan(fields))
+    _, columns, keys, nested = plan
+    row.update(zip(columns, map(obj.get, keys), strict=True))  # top-level fields, in C
     broken: list[str] = []
-    for spec in fields:
+    for spec in nested:
         value, bad_parent = _dig(obj, spec.path)
         row[spec.column] = value
         if bad_parent and bad_parent not in broken:
@@ -555,7 +595,7 @@ def _select_documents(
                 "NUL or invalid characters in pk replaced by U+FFFD",
             )
             order_pk = clean_text(order_pk)
-        nested, _ = parsing.parse_datetime(doc.get("nested_updated_at"))
+        nested, _ = parsing.parse_datetime_fast(doc.get("nested_updated_at"))
         previous = chosen.get(order_pk)
         if (
             previous is not None
@@ -600,6 +640,8 @@ def _type_table(
         org_pk = rows[0]["org_pk"]
 
     def note(column: str, raw: list[Any], errors: list[Any]) -> None:
+        if not any(errors):  # the usual case: no error in the column
+            return
         for index, message in enumerate(errors):
             if message is not None:
                 found.append(
@@ -618,7 +660,7 @@ def _type_table(
     currencies: dict[str, list[Any]] = {}
     raws: dict[str, list[Any]] = {}
     for spec in fields:
-        raw = [r[spec.column] for r in rows]
+        raw = list(map(itemgetter(spec.column), rows))
         raws[spec.column] = raw
         if spec.kind == TEXT:
             values, errors = parsing.text_list(raw)
@@ -639,6 +681,9 @@ def _type_table(
         elif spec.kind in (JSON_LIST, JSON_OBJECT):
             expected = list if spec.kind == JSON_LIST else dict
             message = "expected an array" if spec.kind == JSON_LIST else "expected an object"
+            if parsing.only_types(raw, frozenset({expected, type(None)})):
+                typed[spec.column] = list(raw)
+                continue
             values = []
             errors = []
             for value in raw:
@@ -679,7 +724,7 @@ def _type_table(
         typed[currency_column] = chosen
     data: dict[str, list[Any]] = {k: [r[k] for r in rows] for k in keys}
     for column, values in typed.items():
-        data[column] = [None if parsing._is_na(v) else v for v in values]
+        data[column] = values  # the list parsers never give NaN, only None
     for column in extra:
         data[column] = [r[column] for r in rows]
     data["synced_at"] = [synced_at] * n

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
@@ -656,10 +656,12 @@ def text_series(series: pd.Series) -> ParsedSeries:
 # so results are identical to the scalar twins (and to the Series versions above) without
 # pandas' per-call overhead, which dominates for page-sized batches.
 
-_FAST_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z", re.ASCII)
+_FAST_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|\+00:00)", re.ASCII
+)
 _FAST_MONEY = re.compile(r"(\d{1,12}(?:\.\d{1,8})?) ([A-Z]{3})", re.ASCII)
 _FAST_QUANTITY = re.compile(r"(\d{1,12}(?:\.\d{1,8})?) ?([a-z]+)", re.ASCII)
-_UTC = datetime.fromisoformat("2000-01-01T00:00:00+00:00").tzinfo
+_UTC = UTC
 _NONE_PAIR: tuple[None, None] = (None, None)
 
 ParsedList = tuple[list[Any], list[str | None]]
@@ -683,7 +685,7 @@ def datetime_list(raw: list[Any]) -> ParsedList:
         else:
             if type(value) is str and fast(value) and "1900" <= value[:4] <= "9998":
                 try:
-                    values.append(fromiso(value[:-1]).replace(tzinfo=_UTC))
+                    values.append(fromiso(value).replace(tzinfo=_UTC))
                     errors.append(None)
                     continue
                 except ValueError:
@@ -692,6 +694,16 @@ def datetime_list(raw: list[Any]) -> ParsedList:
             values.append(parsed)
             errors.append(error)
     return values, errors
+
+
+def parse_datetime_fast(raw: Any) -> tuple[datetime | None, str | None]:
+    """parse_datetime with datetime_list's fast path, for one value."""
+    if type(raw) is str and _FAST_DATETIME.fullmatch(raw) and "1900" <= raw[:4] <= "9998":
+        try:
+            return datetime.fromisoformat(raw).replace(tzinfo=_UTC), None
+        except ValueError:
+            pass
+    return parse_datetime(raw)
 
 
 def money_list(raw: list[Any]) -> tuple[list[Any], list[Any], list[str | None]]:
@@ -757,8 +769,21 @@ def length_m_list(raw: list[Any]) -> ParsedList:
     return _quantity_list(raw, METRES_PER_UNIT, parse_length_m)
 
 
+_NONE_TYPE: type = type(None)
+_STR_OR_NONE: frozenset[type] = frozenset({str, _NONE_TYPE})
+_BOOL_OR_NONE: frozenset[type] = frozenset({bool, _NONE_TYPE})
+_INT_OR_NONE: frozenset[type] = frozenset({int, _NONE_TYPE})
+
+
+def only_types(raw: list[Any], allowed: frozenset[type]) -> bool:
+    """Whether every value's exact type is in `allowed` (one pass in C)."""
+    return set(map(type, raw)) <= allowed
+
+
 def bool_list(raw: list[Any]) -> ParsedList:
     """parse_bool over a list."""
+    if only_types(raw, _BOOL_OR_NONE):
+        return list(raw), [None] * len(raw)
     values: list[Any] = []
     errors: list[str | None] = []
     for value in raw:
@@ -774,6 +799,10 @@ def bool_list(raw: list[Any]) -> ParsedList:
 
 def int_list(raw: list[Any]) -> ParsedList:
     """parse_int over a list."""
+    if only_types(raw, _INT_OR_NONE):
+        ints = [v for v in raw if v is not None]
+        if not ints or (min(ints) >= -MAX_BIGINT and max(ints) <= MAX_BIGINT):
+            return list(raw), [None] * len(raw)
     values: list[Any] = []
     errors: list[str | None] = []
     for value in raw:
@@ -789,6 +818,8 @@ def int_list(raw: list[Any]) -> ParsedList:
 
 def text_list(raw: list[Any]) -> ParsedList:
     """text_series over a list: strings pass through, None/NaN -> None, the rest parse_text."""
+    if only_types(raw, _STR_OR_NONE):
+        return list(raw), [None] * len(raw)
     values: list[Any] = []
     errors: list[str | None] = []
     for value in raw:
@@ -807,5 +838,8 @@ def text_list(raw: list[Any]) -> ParsedList:
 
 def any_bad_text(values: list[Any]) -> bool:
     """Whether any string in the list holds NUL or an unpaired surrogate (one regex scan)."""
-    strings = [v for v in values if type(v) is str]
+    if only_types(values, _STR_OR_NONE):
+        strings: list[str] = list(filter(None, values))
+    else:
+        strings = [v for v in values if type(v) is str]
     return bool(strings) and BAD_TEXT.search("\n".join(strings)) is not None

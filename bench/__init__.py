@@ -1,0 +1,1 @@
+"""rc-sync performance benchmark: `python -m bench --help` (see bench/README.md)."""
