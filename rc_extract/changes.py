@@ -122,6 +122,20 @@ class ChangeReader:
 
     # -- capability probes ----------------------------------------------------------------
 
+    def capabilities(self) -> dict[str, bool]:
+        """The capability probes known for this client ("filters", "ordering"), for storing."""
+        with _PROBES_LOCK:
+            return dict(_PROBES.get(self.client, {}))
+
+    def assume_capabilities(self, known: Mapping[str, bool]) -> None:
+        """Seed probe results remembered from an earlier run (ones already probed are kept)."""
+        with _PROBES_LOCK:
+            cache = _PROBES.setdefault(self.client, {})
+            for name in ("filters", "ordering"):
+                value = known.get(name)
+                if isinstance(value, bool) and name not in cache:
+                    cache[name] = value
+
     def _cached(self, name: str) -> bool | None:
         with _PROBES_LOCK:
             return _PROBES.get(self.client, {}).get(name)

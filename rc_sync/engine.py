@@ -354,15 +354,13 @@ class SyncEngine:
             fresh = False
         if not fresh:
             return None
-        for name in CAPABILITY_PROBES:
-            value = stored.get(name)
-            if isinstance(value, bool) and self.reader._cached(name) is None:
-                self.reader._remember(name, value)
+        self.reader.assume_capabilities(stored)
         return stored
 
     def _store_capabilities(self, org_pk: str, stored: dict[str, Any] | None) -> None:
         """Remember this run's probe results for the next run (only when they changed)."""
-        found = {name: self.reader._cached(name) for name in CAPABILITY_PROBES}
+        probed = self.reader.capabilities()
+        found: dict[str, bool | None] = {name: probed.get(name) for name in CAPABILITY_PROBES}
         if found.get("filters") and self.reader.last_path == "compact-diff":
             found["filters"] = None  # the walk proved the filters ignored: probe again next time
         known: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
@@ -372,27 +370,6 @@ class SyncEngine:
         if known:
             known["probed_at"] = format_api_datetime(utc_now())
         wh_state.set_capabilities(self.db, org_pk, known)
-
-    def _flush(
-        self,
-        loader: Loader,
-        rep: OrgReport,
-        docs: list[dict[str, Any]],
-        checkpoint: datetime | None,
-        *,
-        day: BackfillDay | None = None,
-    ) -> None:
-        """Normalize and load one batch in one transaction; account for what it wrote."""
-        synced_at = utc_now()
-        batch = normalize_orders(rep.org_pk, docs, synced_at)
-        stats = loader.load_batch(
-            rep.org_pk,
-            batch,
-            checkpoint=checkpoint,
-            live=checkpoint is not None,
-            backfill_day=day,
-        )
-        self._account(rep, len(docs), stats)
 
     def _account(self, rep: OrgReport, n_docs: int, stats: LoadStats) -> None:
         """Add one loaded batch to the org's report and the progress output."""
