@@ -672,6 +672,20 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _full_sync_row(label: str, dialect: str, f: dict[str, Any], ratio: str) -> list[str]:
+    """One table row for a measured full sync."""
+    return [
+        label,
+        dialect,
+        _fmt(f["wall_s"]),
+        _fmt(f["orders_per_s"]),
+        _fmt(f["rows_per_s"]),
+        _fmt(f["requests"]),
+        _fmt(f["peak_rss_mb"], 0),
+        ratio,
+    ]
+
+
 def table_rows(r: dict[str, Any]) -> list[list[str]]:
     """measurement | dialect | wall s | orders/s | rows/s | requests | peak RSS MB | x limit"""
     rows: list[list[str]] = []
@@ -716,35 +730,13 @@ def table_rows(r: dict[str, Any]) -> list[list[str]]:
             ]
         )
     for dialect, f in r["full_sync"].items():
-        total = limit["total_s"][dialect]
-        rows.append(
-            [
-                f"rc-sync full sync, N={f['orders']:,}",
-                dialect,
-                _fmt(f["wall_s"]),
-                _fmt(f["orders_per_s"]),
-                _fmt(f["rows_per_s"]),
-                _fmt(f["requests"]),
-                _fmt(f["peak_rss_mb"], 0),
-                _fmt(f["wall_s"] / total),
-            ]
-        )
-    small = r.get("small_full_sync", {})
-    for dialect, f in small.items():
-        if not isinstance(f, dict):
-            continue
-        rows.append(
-            [
-                f"rc-sync full sync, N/{r['config'].get('scale_divisor', 10)}={f['orders']:,}",
-                dialect,
-                _fmt(f["wall_s"]),
-                _fmt(f["orders_per_s"]),
-                _fmt(f["rows_per_s"]),
-                _fmt(f["requests"]),
-                _fmt(f["peak_rss_mb"], 0),
-                "",
-            ]
-        )
+        ratio = _fmt(f["wall_s"] / limit["total_s"][dialect])
+        rows.append(_full_sync_row(f"rc-sync full sync, N={f['orders']:,}", dialect, f, ratio))
+    divisor = r["config"].get("scale_divisor", 10)
+    for dialect, f in r.get("small_full_sync", {}).items():
+        if isinstance(f, dict):
+            label = f"rc-sync full sync, N/{divisor}={f['orders']:,}"
+            rows.append(_full_sync_row(label, dialect, f, ""))
     for dialect, inc in r["incremental"].items():
         full = r["full_sync"][dialect]
         rows.append(

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -437,51 +438,7 @@ class _Walker:
             self.rows["addresses"].append(row)
 
     def _boxes(self, doc: dict[str, Any], order_pk: str) -> None:
-        boxes = _as_list(doc.get("boxes"))
-        if boxes is None:
-            self.issues.add(
-                order_pk, "orders", "", "boxes", doc.get("boxes"), "boxes is not an array"
-            )
-            return
-        seen: set[str] = set()
-        for index, box in enumerate(boxes):
-            where = f"boxes[{index}]"
-            if not isinstance(box, dict):
-                self.issues.add(order_pk, "boxes", where, "url", box, "box is not an object")
-                continue
-            ref = _ref(box.get("url"))
-            if ref is None or ref.box_pk is None or ref.item_pk is not None:
-                self.issues.add(
-                    order_pk,
-                    "boxes",
-                    where,
-                    "url",
-                    box.get("url"),
-                    "box url is not a box url; box skipped",
-                )
-                continue
-            if ref.org_pk != self.org_pk or clean_text(ref.order_pk or "") != order_pk:
-                self.issues.add(
-                    order_pk,
-                    "boxes",
-                    where,
-                    "url",
-                    box.get("url"),
-                    "box url belongs to another order; box skipped",
-                )
-                continue
-            box_pk = _clean_pk(ref.box_pk, self.issues, order_pk, "boxes", where, "box_pk")
-            if box_pk in seen:
-                self.issues.add(
-                    order_pk,
-                    "boxes",
-                    box_pk,
-                    "url",
-                    box.get("url"),
-                    "duplicate box in order; first kept",
-                )
-                continue
-            seen.add(box_pk)
+        for box, box_pk, _ in self._children(doc, order_pk, None):
             row: dict[str, Any] = {
                 "org_pk": self.org_pk,
                 "order_pk": order_pk,
@@ -494,56 +451,7 @@ class _Walker:
             self._items(box, order_pk, box_pk)
 
     def _items(self, box: dict[str, Any], order_pk: str, box_pk: str) -> None:
-        items = _as_list(box.get("items"))
-        if items is None:
-            self.issues.add(
-                order_pk, "boxes", box_pk, "items", box.get("items"), "items is not an array"
-            )
-            return
-        seen: set[str] = set()
-        for index, item in enumerate(items):
-            where = f"{box_pk}/items[{index}]"
-            if not isinstance(item, dict):
-                self.issues.add(order_pk, "items", where, "url", item, "item is not an object")
-                continue
-            ref = _ref(item.get("url"))
-            if ref is None or ref.item_pk is None:
-                self.issues.add(
-                    order_pk,
-                    "items",
-                    where,
-                    "url",
-                    item.get("url"),
-                    "item url is not an item url; item skipped",
-                )
-                continue
-            if (
-                ref.org_pk != self.org_pk
-                or clean_text(ref.order_pk or "") != order_pk
-                or clean_text(ref.box_pk or "") != box_pk
-            ):
-                self.issues.add(
-                    order_pk,
-                    "items",
-                    where,
-                    "url",
-                    item.get("url"),
-                    "item url belongs to another box; item skipped",
-                )
-                continue
-            item_pk = _clean_pk(ref.item_pk, self.issues, order_pk, "items", where, "item_pk")
-            row_key = f"{box_pk}/{item_pk}"
-            if item_pk in seen:
-                self.issues.add(
-                    order_pk,
-                    "items",
-                    row_key,
-                    "url",
-                    item.get("url"),
-                    "duplicate item in box; first kept",
-                )
-                continue
-            seen.add(item_pk)
+        for item, item_pk, row_key in self._children(box, order_pk, box_pk):
             row: dict[str, Any] = {
                 "org_pk": self.org_pk,
                 "order_pk": order_pk,
@@ -554,6 +462,55 @@ class _Walker:
             for parent in _fill(row, item, ITEM_FIELDS):
                 self.issues.add(order_pk, "items", row_key, parent, None, "expected an object")
             self.rows["items"].append(row)
+
+    def _children(
+        self, parent: dict[str, Any], order_pk: str, box_pk: str | None
+    ) -> Iterator[tuple[dict[str, Any], str, str]]:
+        """The usable, distinct boxes of an order (box_pk None) or items of a box.
+
+        Yields (object, pk, row_key); every object skipped gets a load issue saying why.
+        """
+        if box_pk is None:
+            key, table, noun, a_noun, owner = "boxes", "boxes", "box", "a box", "order"
+            parent_table, parent_key, prefix = "orders", "", ""
+        else:
+            key, table, noun, a_noun, owner = "items", "items", "item", "an item", "box"
+            parent_table, parent_key, prefix = "boxes", box_pk, f"{box_pk}/"
+        children = _as_list(parent.get(key))
+        if children is None:
+            self.issues.add(
+                order_pk, parent_table, parent_key, key, parent.get(key), f"{key} is not an array"
+            )
+            return
+        seen: set[str] = set()
+        for index, child in enumerate(children):
+            where = f"{prefix}{key}[{index}]"
+            if not isinstance(child, dict):
+                self.issues.add(order_pk, table, where, "url", child, f"{noun} is not an object")
+                continue
+            url = child.get("url")
+            ref = _ref(url)
+            raw_pk = None if ref is None else (ref.box_pk if box_pk is None else ref.item_pk)
+            if ref is None or raw_pk is None or (box_pk is None and ref.item_pk is not None):
+                message = f"{noun} url is not {a_noun} url; {noun} skipped"
+                self.issues.add(order_pk, table, where, "url", url, message)
+                continue
+            if (
+                ref.org_pk != self.org_pk
+                or clean_text(ref.order_pk or "") != order_pk
+                or (box_pk is not None and clean_text(ref.box_pk or "") != box_pk)
+            ):
+                message = f"{noun} url belongs to another {owner}; {noun} skipped"
+                self.issues.add(order_pk, table, where, "url", url, message)
+                continue
+            pk = _clean_pk(raw_pk, self.issues, order_pk, table, where, f"{noun}_pk")
+            row_key = f"{prefix}{pk}"
+            if pk in seen:
+                message = f"duplicate {noun} in {owner}; first kept"
+                self.issues.add(order_pk, table, row_key, "url", url, message)
+                continue
+            seen.add(pk)
+            yield child, pk, row_key
 
 
 def _select_documents(
