@@ -11,9 +11,9 @@ import json
 import sys
 import time
 
+from rc_common.timefmt import utc_now
 from rc_extract.changes import ChangeReader, Window
 from rc_extract.client import ReadyCloudClient
-from rc_extract.timefmt import utc_now
 
 
 def main() -> None:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any, Literal
-from weakref import WeakKeyDictionary
 
+from rc_common.paths import parse_object_url, url_path
+from rc_common.timefmt import format_api_datetime, parse_api_datetime
 from rc_extract.client import Page, ReadyCloudClient
 from rc_extract.errors import InvalidResponseError, UnstableListingError
 from rc_extract.settings import (
@@ -26,8 +27,6 @@ from rc_extract.settings import (
     ORDERING_FIELD,
     PROBE_FAR_FUTURE,
 )
-from rc_extract.timefmt import format_api_datetime, parse_api_datetime
-from rc_extract.urls import parse_object_url, url_path
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +36,46 @@ ForcePath = Literal["auto", "filtered", "compact"]
 ORDERING_PROBE_SIZE = 5
 ONE_MICROSECOND = timedelta(microseconds=1)
 
-# Capability probes are a property of the server behind a client: cached per client object.
-_PROBES: WeakKeyDictionary[ReadyCloudClient, dict[str, bool]] = WeakKeyDictionary()
-_PROBES_LOCK = threading.Lock()
+# The capability probes a reader runs (and a caller may store between runs).
+PROBES = ("filters", "ordering")
+
+
+class Capabilities:
+    """What the server behind a client was found to honour: probe name -> bool.
+
+    A value the caller owns: it passes one to every ChangeReader on the same server (so each
+    probe runs once) and may store `known()` between runs and `assume()` it back.
+    Thread-safe, since readers of several orgs may share it.
+    """
+
+    def __init__(self, known: Mapping[str, Any] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, bool] = {}
+        if known:
+            self.assume(known)
+
+    def get(self, name: str) -> bool | None:
+        """The probe's result, or None when it has not run."""
+        with self._lock:
+            return self._values.get(name)
+
+    def remember(self, name: str, value: bool) -> None:
+        """Record a probe's result."""
+        with self._lock:
+            self._values[name] = value
+
+    def assume(self, known: Mapping[str, Any]) -> None:
+        """Seed results remembered from an earlier run (ones already probed are kept)."""
+        with self._lock:
+            for name in PROBES:
+                value = known.get(name)
+                if isinstance(value, bool) and name not in self._values:
+                    self._values[name] = value
+
+    def known(self) -> dict[str, bool]:
+        """Every probe result known so far."""
+        with self._lock:
+            return dict(self._values)
 
 
 @dataclass(frozen=True)
@@ -113,40 +149,25 @@ def _in_window(stamp: Any, window: Window, *, unknown: bool) -> bool:
 class ChangeReader:
     """Reads the orders changed in a window (see docs/design.md, change-detection contract)."""
 
-    def __init__(self, client: ReadyCloudClient, force_path: ForcePath = "auto") -> None:
+    def __init__(
+        self,
+        client: ReadyCloudClient,
+        force_path: ForcePath = "auto",
+        capabilities: Capabilities | None = None,
+    ) -> None:
         if force_path not in ("auto", "filtered", "compact"):
             raise ValueError(f"force_path must be auto, filtered or compact, not {force_path!r}")
         self.client = client
         self.force_path: ForcePath = force_path
         self.last_path: PathName | None = None
+        # Probe results: shared with other readers of the same server when the caller says so.
+        self.capabilities = capabilities if capabilities is not None else Capabilities()
 
     # -- capability probes ----------------------------------------------------------------
 
-    def capabilities(self) -> dict[str, bool]:
-        """The capability probes known for this client ("filters", "ordering"), for storing."""
-        with _PROBES_LOCK:
-            return dict(_PROBES.get(self.client, {}))
-
-    def assume_capabilities(self, known: Mapping[str, bool]) -> None:
-        """Seed probe results remembered from an earlier run (ones already probed are kept)."""
-        with _PROBES_LOCK:
-            cache = _PROBES.setdefault(self.client, {})
-            for name in ("filters", "ordering"):
-                value = known.get(name)
-                if isinstance(value, bool) and name not in cache:
-                    cache[name] = value
-
-    def _cached(self, name: str) -> bool | None:
-        with _PROBES_LOCK:
-            return _PROBES.get(self.client, {}).get(name)
-
-    def _remember(self, name: str, value: bool) -> None:
-        with _PROBES_LOCK:
-            _PROBES.setdefault(self.client, {})[name] = value
-
     def filters_honoured(self, org_pk: str) -> bool:
-        """Whether the server applies nested_updated_at filters (probe, cached per client)."""
-        cached = self._cached("filters")
+        """Whether the server applies nested_updated_at filters (probe, kept in capabilities)."""
+        cached = self.capabilities.get("filters")
         if cached is not None:
             return cached
         future = self.client.count_orders(
@@ -162,16 +183,16 @@ class ChangeReader:
         logger.info(
             "the orders list %s nested_updated_at filters", "honours" if honoured else "ignores"
         )
-        self._remember("filters", honoured)
+        self.capabilities.remember("filters", honoured)
         return honoured
 
     def ordering_honoured(self, org_pk: str) -> bool:
-        """Whether `ordering=nested_updated_at` sorts the list (probe, cached per client).
+        """Whether `ordering=nested_updated_at` sorts the list (probe, kept in capabilities).
 
         Mid-walk checkpoints are only claimed when it does; an org whose sample has fewer
         than two distinct timestamps is inconclusive (False, not cached).
         """
-        cached = self._cached("ordering")
+        cached = self.capabilities.get("ordering")
         if cached is not None:
             return cached
         samples: list[list[datetime]] = []
@@ -189,7 +210,7 @@ class ChangeReader:
             and descending[0] >= max(ascending)
         )
         logger.info("the orders list %s ordering", "honours" if honoured else "ignores")
-        self._remember("ordering", honoured)
+        self.capabilities.remember("ordering", honoured)
         return honoured
 
     def _first_page(self, org_pk: str, params: Mapping[str, Any]) -> Page:

@@ -21,6 +21,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import tenacity
 
+from rc_common.paths import API_PREFIX, DEFAULT_BASE_URL, ORGS_PATH, order_path, orders_path
+from rc_common.timefmt import format_api_datetime
 from rc_extract.errors import (
     APIConnectionError,
     APIStatusError,
@@ -42,8 +44,6 @@ from rc_extract.retry import (
     retry_reason,
 )
 from rc_extract.settings import (
-    API_PREFIX,
-    DEFAULT_BASE_URL,
     DEFAULT_CONCURRENCY,
     DEFAULT_DEADLINE_S,
     DEFAULT_MAX_BACKOFF_S,
@@ -51,15 +51,11 @@ from rc_extract.settings import (
     DEFAULT_TIMEOUT_S,
     EXPAND_ALL,
     ONLY_COMPACT,
-    ORGS_PATH,
     REQUEST_ID_HEADERS,
     TOKEN_QUERY_PARAM,
     USER_AGENT,
-    order_path,
-    orders_path,
 )
 from rc_extract.stats import RequestStats
-from rc_extract.timefmt import format_api_datetime
 
 logger = logging.getLogger(__name__)
 

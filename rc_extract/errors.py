@@ -5,18 +5,9 @@ from __future__ import annotations
 import json
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote
 
+from rc_common.paths import org_of_path
 from rc_extract.settings import DETAIL_MAX_CHARS
-from rc_extract.urls import url_path
-
-
-def org_of_path(path: str) -> str | None:
-    """The org pk named by an /api/v2/orgs/{org}/... path or url, else None."""
-    segments = [s for s in url_path(path).split("/") if s]
-    if segments[:3] == ["api", "v2", "orgs"] and len(segments) > 3:
-        return unquote(segments[3])
-    return None
 
 
 class ReadyCloudError(Exception):

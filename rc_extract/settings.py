@@ -1,14 +1,12 @@
-"""Constants of the ReadyCloud v2 API and of the client: paths, page size, parameter values."""
+"""Constants of the ReadyCloud client: defaults, list parameter values, header names.
+
+API paths live in `rc_common.paths` (shared with the sandbox and the warehouse).
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from importlib import metadata
-from urllib.parse import quote
-
-DEFAULT_BASE_URL = "https://www.readycloud.com"
-API_PREFIX = "/api/v2"
-ORGS_PATH = f"{API_PREFIX}/orgs/"
 
 # Client defaults (the constructor's keyword arguments).
 DEFAULT_TIMEOUT_S = 30.0
@@ -53,18 +51,3 @@ def _version() -> str:
 
 
 USER_AGENT = f"rc-sync/{_version()} (+httpx)"
-
-
-def org_path(org_pk: str) -> str:
-    """The path of one organization."""
-    return f"{ORGS_PATH}{quote(org_pk, safe='')}/"
-
-
-def orders_path(org_pk: str) -> str:
-    """The path of an organization's orders list."""
-    return f"{org_path(org_pk)}orders/"
-
-
-def order_path(org_pk: str, order_pk: str) -> str:
-    """The path of one order."""
-    return f"{orders_path(org_pk)}{quote(order_pk, safe='')}/"

@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rc_extract.timefmt import parse_user_datetime
+from rc_common.paths import API_PREFIX
+from rc_common.timefmt import parse_user_datetime
 from rc_sandbox.config import SandboxConfig
 from rc_sandbox.faults import (
     GARBAGE_BODY,
@@ -38,7 +39,6 @@ from rc_sandbox.store import (
     SandboxStore,
 )
 
-API = "/api/v2"
 LOOKUPS = ("gte", "gt", "lte", "lt")
 ORDERING_FIELDS = frozenset(INDEXED_FIELDS)
 JSON_TYPE = "application/json"
@@ -447,11 +447,11 @@ def build_app(store: SandboxStore, config: SandboxConfig, stats: SandboxStats) -
 
         return Route(path, endpoint, methods=["GET"])
 
-    orders = f"{API}/orgs/{{org}}/orders"
+    orders = f"{API_PREFIX}/orgs/{{org}}/orders"
     box = f"{orders}/{{order}}/boxes/{{box}}"
     routes = [
-        route(f"{API}/orgs/", state.orgs_list, "orgs"),
-        route(f"{API}/orgs/{{org}}/", state.org_detail, "orgs"),
+        route(f"{API_PREFIX}/orgs/", state.orgs_list, "orgs"),
+        route(f"{API_PREFIX}/orgs/{{org}}/", state.org_detail, "orgs"),
         route(f"{orders}/", state.orders_list, "list"),
         route(f"{orders}/{{order}}/", state.order_detail, "detail"),
         route(f"{orders}/{{order}}/boxes/", state.boxes, "detail"),

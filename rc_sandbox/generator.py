@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
+from rc_common.paths import API_PREFIX
 from rc_sandbox.model import (
     MONEY_EXPONENT,
     Address,
@@ -220,12 +221,12 @@ class DataGenerator:
         """The API object of an organization."""
         names = ("Tidewater Outfitters", "Brightline Dental", "Ünïcode Trading Ø", "東京ストア")
         return {
-            "url": f"/api/v2/orgs/{org_pk}/",
+            "url": f"{API_PREFIX}/orgs/{org_pk}/",
             "name": f"{names[index % len(names)]} #{index + 1}",
             "fees_paid_by": "org",
             "app_seat_licenses": [],
             "payment_plan": {
-                "url": "/api/v2/payment-plans/3/",
+                "url": f"{API_PREFIX}/payment-plans/3/",
                 "name": "Business",
                 "price": "99.00 USD",
                 "billing_period": "month",
@@ -320,7 +321,7 @@ class DataGenerator:
         if found is None:
             found = [
                 {
-                    "url": f"/api/v2/orgs/{org_pk}/packaging/{n + 11}/",
+                    "url": f"{API_PREFIX}/orgs/{org_pk}/packaging/{n + 11}/",
                     "name": name,
                     "description": desc,
                     "package_type": "Cardboard",

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from rc_common.paths import API_PREFIX
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = timedelta(microseconds=1)
 
-API = "/api/v2"
 
 # Digits after the decimal point per currency (ISO 4217 minor units).
 MONEY_EXPONENT: dict[str, int] = {
@@ -265,17 +266,17 @@ class Order:
     @property
     def url(self) -> str:
         """Host-relative url of the order."""
-        return f"{API}/orgs/{self.org_pk}/orders/{self.pk}/"
+        return f"{API_PREFIX}/orgs/{self.org_pk}/orders/{self.pk}/"
 
 
 def box_url(org_pk: str, order_pk: str, box_pk: str) -> str:
     """Host-relative url of a box."""
-    return f"{API}/orgs/{org_pk}/orders/{order_pk}/boxes/{box_pk}/"
+    return f"{API_PREFIX}/orgs/{org_pk}/orders/{order_pk}/boxes/{box_pk}/"
 
 
 def item_url(org_pk: str, order_pk: str, box_pk: str, item_pk: str) -> str:
     """Host-relative url of an item."""
-    return f"{API}/orgs/{org_pk}/orders/{order_pk}/boxes/{box_pk}/items/{item_pk}/"
+    return f"{API_PREFIX}/orgs/{org_pk}/orders/{order_pk}/boxes/{box_pk}/items/{item_pk}/"
 
 
 _CUSTOMS_KEYS = (

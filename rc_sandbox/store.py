@@ -15,7 +15,8 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from rc_extract.timefmt import parse_api_datetime, utc_now
+from rc_common.tables import DATA_TABLES
+from rc_common.timefmt import parse_api_datetime, utc_now
 from rc_sandbox.config import SandboxConfig
 from rc_sandbox.generator import (
     DAY,
@@ -53,7 +54,6 @@ DATETIME_FILTER_FIELDS: tuple[str, ...] = (*INDEXED_FIELDS, "printed_at")
 DEFAULT_ORDERING = "created_at"
 # Sort key of a null datetime: before every real one.
 NULL_US = -(1 << 62)
-TABLES: tuple[str, ...] = ("orders", "boxes", "items", "addresses")
 
 Key = tuple[int, str]
 
@@ -389,7 +389,7 @@ class SandboxStore:
         until: datetime | None = None,
     ) -> dict[str, list[dict[str, Any]]]:
         """Warehouse rows (CONTRACT.md columns/units) of orders with since <= nested_updated_at < until."""
-        out: dict[str, list[dict[str, Any]]] = {table: [] for table in TABLES}
+        out: dict[str, list[dict[str, Any]]] = {table: [] for table in DATA_TABLES}
         with self.lock:
             for order in self._window_orders(org_pk, since, until):
                 for table, rows in expected_order_rows(order).items():

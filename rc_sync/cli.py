@@ -13,10 +13,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from rc_common.tables import DATA_TABLES
+from rc_common.timefmt import parse_user_datetime
 from rc_extract import errors as api_errors
-from rc_extract.timefmt import parse_user_datetime
 from rc_sync.errors import ConfigError, RunFailed
-from rc_sync.report import TABLES, RunReport
+from rc_sync.report import RunReport
 from rc_sync.settings import Settings, load_settings
 
 log = logging.getLogger("rc_sync")
@@ -353,7 +354,7 @@ def status(ctx: Ctx, as_json: bool) -> None:
             row.org_pk,
             f"{row.watermark:%Y-%m-%d %H:%M:%S}Z" if row.watermark else "none (next sync is full)",
             last,
-            *(str(counts.get(t, 0)) for t in TABLES),
+            *(str(counts.get(t, 0)) for t in DATA_TABLES),
             str(row.orders_deleted),
             str(row.open_issues),
         )
@@ -513,7 +514,7 @@ def _print_report(report: RunReport, as_json: bool) -> None:
     rows = Table(title="rows written")
     for col in ("table", "inserted", "updated", "deleted"):
         rows.add_column(col, justify="left" if col == "table" else "right")
-    for name in TABLES:
+    for name in DATA_TABLES:
         t = report.table_total(name)
         rows.add_row(name, str(t.inserted), str(t.updated), str(t.deleted))
     console.print(rows)

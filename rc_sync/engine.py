@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as dtime
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
 
-from rc_extract.changes import ChangeReader, Window
+from rc_common.paths import parse_object_url
+from rc_common.timefmt import day_bounds, format_api_datetime, parse_api_datetime, utc_now
+from rc_extract.changes import PROBES, Capabilities, ChangeReader, Window
 from rc_extract.client import ReadyCloudClient
-from rc_extract.timefmt import format_api_datetime, parse_api_datetime, utc_now
-from rc_extract.urls import parse_object_url
 from rc_sync.errors import ConfigError, RunFailed
 from rc_sync.progress import NullProgress, ProgressSink
 from rc_sync.report import OrgReport, RunReport
@@ -38,15 +37,8 @@ log = logging.getLogger(__name__)
 # listing is the whole truth; a listing that suddenly comes back empty is far more likely an
 # access problem than a mass deletion.
 MASS_DELETE_GUARD = 0.5
-# The API capability probes cached in sync_state between runs, and for how long.
-CAPABILITY_PROBES = ("filters", "ordering")
+# How long the API capability probes stored in sync_state are trusted.
 CAPS_MAX_AGE = timedelta(hours=24)
-
-
-def day_window(day: date) -> tuple[datetime, datetime]:
-    """The UTC window [day 00:00, next day 00:00) of one partition day."""
-    start = datetime.combine(day, dtime(0), tzinfo=UTC)
-    return start, start + timedelta(days=1)
 
 
 class SyncEngine:
@@ -71,6 +63,9 @@ class SyncEngine:
         # a shared warehouse must be migrated on purpose (`rc-sync migrate`).
         self.auto_migrate = settings.is_sqlite if auto_migrate is None else auto_migrate
         self._reader: ChangeReader | None = None
+        # Probe results of the API server: one value for every org of this engine, seeded
+        # from and stored to sync_state (see _seed_capabilities).
+        self.capabilities = Capabilities()
         self._warehouse_checked = False
 
     # -- resources -------------------------------------------------------------------------
@@ -93,9 +88,9 @@ class SyncEngine:
 
     @property
     def reader(self) -> ChangeReader:
-        """The change reader (capability probes are cached on it)."""
+        """The change reader (sharing this engine's capability probes)."""
         if self._reader is None:
-            self._reader = ChangeReader(self.client)
+            self._reader = ChangeReader(self.client, capabilities=self.capabilities)
         return self._reader
 
     @property
@@ -279,14 +274,13 @@ class SyncEngine:
             if day in done:
                 rep.days_skipped += 1
                 continue
-            since, until = day_window(day)
+            since, until = day_bounds(day)
             # The day is recorded done in the same transaction as its last batch.
             self._load_window(
                 rep, Window(since, until), live=False, label=f"day {day}", day=BackfillDay(key, day)
             )
             rep.days_done += 1
-        rep.window_since, _ = day_window(days[0])
-        _, rep.window_until = day_window(days[-1])
+        rep.window_since, rep.window_until = day_bounds(days[0], days[-1])
         rep.watermark_after = wh_state.get_watermark(self.db, rep.org_pk)
 
     def _load_window(
@@ -354,17 +348,17 @@ class SyncEngine:
             fresh = False
         if not fresh:
             return None
-        self.reader.assume_capabilities(stored)
+        self.capabilities.assume(stored)
         return stored
 
     def _store_capabilities(self, org_pk: str, stored: dict[str, Any] | None) -> None:
         """Remember this run's probe results for the next run (only when they changed)."""
-        probed = self.reader.capabilities()
-        found: dict[str, bool | None] = {name: probed.get(name) for name in CAPABILITY_PROBES}
+        probed = self.capabilities.known()
+        found: dict[str, bool | None] = {name: probed.get(name) for name in PROBES}
         if found.get("filters") and self.reader.last_path == "compact-diff":
             found["filters"] = None  # the walk proved the filters ignored: probe again next time
         known: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
-        previous = {name: (stored or {}).get(name) for name in CAPABILITY_PROBES}
+        previous = {name: (stored or {}).get(name) for name in PROBES}
         if known == {k: v for k, v in previous.items() if v is not None} and stored:
             return
         if known:
@@ -382,7 +376,7 @@ class SyncEngine:
         rep.load_issues_new += stats.issues_new
         for table, counts in stats.tables.items():
             if table in rep.tables:
-                rep.tables[table].add(counts.inserted, counts.updated, counts.deleted)
+                rep.tables[table].add(counts)
         self.progress.advance(n_docs)
 
     def _reconcile_org(self, rep: OrgReport, *, force: bool) -> None:
@@ -502,16 +496,3 @@ def _one_line(exc: BaseException) -> str:
     """An exception as one line of text (never with a traceback)."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
-
-
-def parse_watermark(value: str | None) -> datetime | None:
-    """Parse a stored or user-given watermark string (helper for tools and tests)."""
-    return parse_api_datetime(value) if value else None
-
-
-def iter_days(since: date, until: date) -> Iterator[date]:
-    """Every day from `since` to `until`, inclusive."""
-    day = since
-    while day <= until:
-        yield day
-        day += timedelta(days=1)

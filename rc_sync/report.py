@@ -6,22 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-TABLES = ("orders", "boxes", "items", "addresses")
-
-
-@dataclass
-class TableCounts:
-    """Rows written to one table."""
-
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
-
-    def add(self, inserted: int = 0, updated: int = 0, deleted: int = 0) -> None:
-        """Accumulate counts from one batch."""
-        self.inserted += inserted
-        self.updated += updated
-        self.deleted += deleted
+from rc_common.tables import DATA_TABLES, TableCounts
 
 
 @dataclass
@@ -51,7 +36,7 @@ class OrgReport:
     throttled: int = 0
     elapsed_s: float = 0.0
     tables: dict[str, TableCounts] = field(
-        default_factory=lambda: {name: TableCounts() for name in TABLES}
+        default_factory=lambda: {name: TableCounts() for name in DATA_TABLES}
     )
 
     @property
@@ -82,8 +67,7 @@ class RunReport:
         """Sum one table's counts over orgs."""
         out = TableCounts()
         for org in self.orgs:
-            c = org.tables[table]
-            out.add(c.inserted, c.updated, c.deleted)
+            out.add(org.tables[table])
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 
 DEFAULT_SCHEMA = "readycloud"
@@ -19,6 +20,9 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # Advisory-lock namespaces (first int4 of the two-key form); run and batch locks must differ.
 RUN_LOCK_CLASS = 0x52435255  # "RCRU"
 BATCH_LOCK_CLASS = 0x52434257  # "RCBW"
+
+# Rows per IN (...) list and per executemany chunk.
+IN_CHUNK = 1000
 
 _SCHEMAS: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 _WRITE_OPTION = "rc_sync_write"
@@ -134,3 +138,16 @@ def write_transaction(engine: Engine, org_pk: str | None = None) -> Iterator[Con
                     {"cls": BATCH_LOCK_CLASS, "org": org_pk},
                 )
             yield conn
+
+
+def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of at most `size` values (for IN lists)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    """The dialect's INSERT construct (it has on_conflict_do_update)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

@@ -8,24 +8,24 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from rc_common.tables import CHILD_TABLES, DATA_TABLES, TableCounts
 from warehouse import models
+from warehouse.db import chunks as _chunks
 from warehouse.db import write_transaction
 from warehouse.normalize import RAW_JSON, UNKNOWN_ORDER, NormalizedBatch
+from warehouse.state import advance_watermark, record_day_done
 from warehouse.types import DecimalNumber, UTCDateTime, to_sqlite_text
 
 log = logging.getLogger(__name__)
 
-IN_CHUNK = 1000
-CHILD_TABLES = ("addresses", "boxes", "items")
 ISSUE_KEY = ("org_pk", "order_pk", "table_name", "row_key", "column_name")
 TABLES: dict[str, sa.Table] = {
     "orders": models.orders_table,
@@ -36,23 +36,8 @@ TABLES: dict[str, sa.Table] = {
 }
 
 
-@dataclass
-class TableCounts:
-    """Rows inserted, updated and deleted in one table."""
-
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
-
-    def add(self, other: TableCounts) -> None:
-        """Accumulate another count into this one."""
-        self.inserted += other.inserted
-        self.updated += other.updated
-        self.deleted += other.deleted
-
-
 def _table_counts() -> dict[str, TableCounts]:
-    return {name: TableCounts() for name in ("orders", "boxes", "items", "addresses")}
+    return {name: TableCounts() for name in DATA_TABLES}
 
 
 @dataclass
@@ -88,18 +73,6 @@ class BackfillDay:
 
     key: str
     day: date
-
-
-def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def dialect_insert(conn: Connection, table: sa.Table) -> Any:
-    """The dialect's INSERT construct (it has on_conflict_do_update)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 def _converter(column: sa.Column[Any], dialect: str) -> Callable[[Any], Any]:
@@ -472,35 +445,3 @@ class Loader:
         writer.delete_keys(table, ISSUE_KEY, stale)
         writer.upsert(table, rows, keep=("seen_at",))
         return len(new_keys - old_keys)
-
-
-def advance_watermark(
-    conn: Connection, org_pk: str, checkpoint: datetime, now: datetime
-) -> datetime:
-    """Set sync_state.watermark = max(stored, checkpoint) for the org; return the result."""
-    state = models.sync_state_table
-    current = conn.execute(
-        sa.select(state.c.watermark).where(state.c.org_pk == org_pk)
-    ).scalar_one_or_none()
-    if current is not None and current >= checkpoint:
-        return current
-    stmt = dialect_insert(conn, state).values(
-        org_pk=org_pk, watermark=checkpoint, watermark_updated_at=now, updated_at=now
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["org_pk"],
-        set_={"watermark": checkpoint, "watermark_updated_at": now, "updated_at": now},
-    )
-    conn.execute(stmt)
-    return checkpoint
-
-
-def record_day_done(conn: Connection, org_pk: str, key: str, day: date, at: datetime) -> None:
-    """Mark one day of a keyed backfill as done (on the given connection/transaction)."""
-    table = models.backfill_progress_table
-    stmt = dialect_insert(conn, table).values(org_pk=org_pk, key=key, day=day, finished_at=at)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["org_pk", "key", "day"], set_={"finished_at": at}
-        )
-    )

@@ -250,7 +250,6 @@ class BackfillProgress(Base):
 
 
 metadata = Base.metadata
-DATA_TABLES = ("orders", "boxes", "items", "addresses")
 orders_table = cast(sa.Table, Order.__table__)
 boxes_table = cast(sa.Table, Box.__table__)
 items_table = cast(sa.Table, Item.__table__)

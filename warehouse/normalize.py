@@ -19,7 +19,8 @@ from typing import Any, cast
 
 import pandas as pd
 
-from rc_extract.urls import ObjectRef, parse_object_url
+from rc_common.paths import ObjectRef, parse_object_url
+from rc_common.tables import TABLE_KEYS
 from warehouse import parsing
 from warehouse.parsing import BAD_TEXT, clean_text, raw_text
 
@@ -146,12 +147,7 @@ CURRENCY_GROUPS = {
     "boxes": ("currency", ("ship_cost", "insured_value", "declared_value", "cod_value")),
     "items": ("currency", ("unit_price",)),
 }
-KEYS = {
-    "orders": ("org_pk", "order_pk"),
-    "boxes": ("org_pk", "order_pk", "box_pk"),
-    "items": ("org_pk", "order_pk", "box_pk", "item_pk"),
-    "addresses": ("org_pk", "order_pk", "role"),
-}
+KEYS = TABLE_KEYS
 FIELDS = {
     "orders": ORDER_FIELDS,
     "boxes": BOX_FIELDS,

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from rc_extract.timefmt import parse_api_datetime
+from rc_common.timefmt import parse_api_datetime
 
 MAX_RAW_CHARS = 2000
 # pandas' pure-Python string storage: holds any Python str (pyarrow storage rejects lone surrogates).
@@ -395,7 +395,7 @@ def parse_length_m(raw: Any) -> tuple[Decimal | None, str | None]:
 
 
 def parse_datetime(raw: Any) -> tuple[datetime | None, str | None]:
-    """An API timestamp -> aware UTC datetime (rc_extract.timefmt.parse_api_datetime rules)."""
+    """An API timestamp -> aware UTC datetime (rc_common.timefmt.parse_api_datetime rules)."""
     if _is_empty(raw):
         return None, None
     if not isinstance(raw, str):

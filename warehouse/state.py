@@ -11,9 +11,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from rc_common.tables import DATA_TABLES
 from warehouse import models
-from warehouse.db import write_transaction
-from warehouse.load import IN_CHUNK, advance_watermark, dialect_insert, record_day_done
+from warehouse.db import chunks as _chunks
+from warehouse.db import dialect_insert, write_transaction
 
 RUNNING, SUCCESS, FAILED = "running", "success", "failed"
 
@@ -35,11 +36,6 @@ class OrgStatus:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), IN_CHUNK):
-        yield values[start : start + IN_CHUNK]
 
 
 # -- watermark ------------------------------------------------------------------
@@ -198,7 +194,7 @@ def status(engine: Engine, orgs: Sequence[str] | None = None) -> list[OrgStatus]
     state = models.sync_state_table
     with engine.connect() as conn:
         counts: dict[str, dict[str, int]] = {}
-        for name in models.DATA_TABLES:
+        for name in DATA_TABLES:
             table = models.metadata.tables[name]
             for org, n in conn.execute(
                 sa.select(table.c.org_pk, sa.func.count()).group_by(table.c.org_pk)
@@ -231,7 +227,7 @@ def status(engine: Engine, orgs: Sequence[str] | None = None) -> list[OrgStatus]
                 last_run_kind=st.last_run_kind if st else None,
                 last_run_at=(st.last_run_finished_at or st.last_run_started_at) if st else None,
                 last_run_status=st.last_run_status if st else None,
-                row_counts={t: counts.get(org, {}).get(t, 0) for t in models.DATA_TABLES},
+                row_counts={t: counts.get(org, {}).get(t, 0) for t in DATA_TABLES},
                 orders_deleted=int(deleted.get(org, 0)),
                 open_issues=int(issues.get(org, 0)),
             )
@@ -328,3 +324,38 @@ def mark_day_done(
         return
     with write_transaction(engine, org_pk) as own:
         record_day_done(own, org_pk, key, day, moment)
+
+
+# -- writes inside a batch transaction (the loader calls these) ---------------------
+
+
+def advance_watermark(
+    conn: Connection, org_pk: str, checkpoint: datetime, now: datetime
+) -> datetime:
+    """Set sync_state.watermark = max(stored, checkpoint) for the org; return the result."""
+    state = models.sync_state_table
+    current = conn.execute(
+        sa.select(state.c.watermark).where(state.c.org_pk == org_pk)
+    ).scalar_one_or_none()
+    if current is not None and current >= checkpoint:
+        return current
+    stmt = dialect_insert(conn, state).values(
+        org_pk=org_pk, watermark=checkpoint, watermark_updated_at=now, updated_at=now
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["org_pk"],
+        set_={"watermark": checkpoint, "watermark_updated_at": now, "updated_at": now},
+    )
+    conn.execute(stmt)
+    return checkpoint
+
+
+def record_day_done(conn: Connection, org_pk: str, key: str, day: date, at: datetime) -> None:
+    """Mark one day of a keyed backfill as done (on the given connection/transaction)."""
+    table = models.backfill_progress_table
+    stmt = dialect_insert(conn, table).values(org_pk=org_pk, key=key, day=day, finished_at=at)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["org_pk", "key", "day"], set_={"finished_at": at}
+        )
+    )

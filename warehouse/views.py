@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rc_common.tables import VIEW_NAMES
+
 # The only dialect difference: the UTC calendar day of a timestamp column.
 UTC_DAY = {
     "postgresql": "CAST(({col} AT TIME ZONE 'UTC') AS DATE)",
@@ -55,8 +57,6 @@ LEFT JOIN (
 WHERE o.deleted_at IS NULL AND o.ordered_at IS NOT NULL
 GROUP BY o.org_pk, {day}, o.billing_currency
 """
-
-VIEW_NAMES = ("order_lines", "daily_order_summary")
 
 
 def create_view_statements(dialect: str) -> list[str]:

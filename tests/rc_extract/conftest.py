@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from rc_common.timefmt import format_api_datetime, parse_api_datetime
 from rc_extract.client import ReadyCloudClient
-from rc_extract.timefmt import format_api_datetime, parse_api_datetime
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "readycloud"
 TOKEN = "0123456789abcdef0123456789abcdef"

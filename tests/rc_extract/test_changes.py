@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from rc_extract.changes import ChangeReader, OrderBatch, Window
+from rc_common.timefmt import parse_api_datetime
+from rc_extract.changes import Capabilities, ChangeReader, OrderBatch, Window
 from rc_extract.client import ReadyCloudClient
 from rc_extract.errors import UnstableListingError
-from rc_extract.timefmt import parse_api_datetime
 
 MakeClient = Callable[..., ReadyCloudClient]
 T0 = datetime(2024, 5, 1, tzinfo=UTC)  # the conftest kit's t0
@@ -180,19 +180,21 @@ def test_ordering_honoured_gives_rising_checkpoints(make_client: MakeClient, kit
 # -- probes -------------------------------------------------------------------------------
 
 
-def test_probe_is_cached_per_client(make_client: MakeClient, kit: Any) -> None:
+def test_probe_is_kept_in_the_capabilities_value(make_client: MakeClient, kit: Any) -> None:
     server = kit.Fake.with_orders(N, step=STEP)
     client = make_client(server)
-    reader = ChangeReader(client)
+    capabilities = Capabilities()
+    reader = ChangeReader(client, capabilities=capabilities)
     assert reader.filters_honoured("7") is True
     probes = client.stats.snapshot()["by_kind"]["count"]
     assert probes == 2
     probe = server.requests[0].url.params
     assert probe["nested_updated_at__gte"].startswith("2999-") and probe["limit"] == "1"
-    read(ChangeReader(client), WINDOWS["narrow"])
+    read(ChangeReader(client, capabilities=capabilities), WINDOWS["narrow"])
     read(reader, WINDOWS["narrow"])
     assert client.stats.snapshot()["by_kind"]["count"] == probes
-    other = make_client(server)
+    assert capabilities.known()["filters"] is True
+    other = make_client(server)  # a reader without the value probes again
     assert ChangeReader(other).filters_honoured("7") is True
     assert other.stats.snapshot()["by_kind"]["count"] == 2
 

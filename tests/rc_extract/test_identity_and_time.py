@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rc_extract.timefmt import format_api_datetime, parse_api_datetime, parse_user_datetime
-from rc_extract.urls import ObjectRef, parse_object_url, url_path
+from rc_common.paths import ObjectRef, parse_object_url, url_path
+from rc_common.timefmt import format_api_datetime, parse_api_datetime, parse_user_datetime
 
 
 @pytest.mark.parametrize(

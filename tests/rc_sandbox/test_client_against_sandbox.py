@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from rc_common.paths import url_path
+from rc_common.timefmt import utc_now
 from rc_extract.changes import ChangeReader, Window
 from rc_extract.client import ReadyCloudClient
-from rc_extract.timefmt import utc_now
-from rc_extract.urls import url_path
 from rc_sandbox import SandboxConfig, SandboxServer, SandboxStore
 
 TRANSIENT = ("429", "500", "502", "503", "504", "garbage")

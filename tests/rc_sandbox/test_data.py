@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rc_extract.urls import parse_object_url
+from rc_common.paths import parse_object_url
 from rc_sandbox import OrderQuery, SandboxConfig, SandboxStore
 from rc_sandbox.model import to_us
 

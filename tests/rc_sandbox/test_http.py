@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from rc_extract.timefmt import parse_api_datetime
+from rc_common.timefmt import parse_api_datetime
 from rc_sandbox import SandboxConfig, SandboxServer
 
 Factory = Callable[..., SandboxServer]

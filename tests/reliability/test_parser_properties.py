@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rc_extract.timefmt import format_api_datetime
-from rc_extract.urls import parse_object_url
+from rc_common.paths import parse_object_url
+from rc_common.timefmt import format_api_datetime
 from warehouse import parsing
 from warehouse.parsing import (
     GRAMS_PER_UNIT,

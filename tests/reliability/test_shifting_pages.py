@@ -19,7 +19,7 @@ from reliability_support import (
 )
 from support import diff_table, fetch_rows
 
-from rc_extract.timefmt import utc_now
+from rc_common.timefmt import utc_now
 
 pytestmark = pytest.mark.reliability
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rc_extract.timefmt import format_api_datetime
+from rc_common.timefmt import format_api_datetime
 from warehouse import parsing
 from warehouse.parsing import (
     Money,

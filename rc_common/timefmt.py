@@ -1,9 +1,9 @@
-"""Datetime parsing and formatting for the ReadyCloud API and for user input (always UTC-aware)."""
+"""Datetime parsing and formatting for the ReadyCloud API and user input (always UTC-aware), and UTC days."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 # ISO 8601 as the API writes it: date, 'T' or space, time with optional fraction, Z or offset.
 _API_DATETIME = re.compile(
@@ -56,3 +56,15 @@ def parse_user_datetime(value: str) -> datetime:
 def utc_now() -> datetime:
     """The current time as an aware UTC datetime."""
     return datetime.now(UTC)
+
+
+def day_bounds(first: date, last: date | None = None) -> tuple[datetime, datetime]:
+    """The UTC window [first 00:00, last + 1 day 00:00) covering days first..last (one day by default)."""
+    since = datetime.combine(first, time(0), tzinfo=UTC)
+    until = datetime.combine(last or first, time(0), tzinfo=UTC) + timedelta(days=1)
+    return since, until
+
+
+def days_between(first: date, last: date) -> list[date]:
+    """Every day from `first` to `last`, inclusive."""
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]

@@ -1,13 +1,32 @@
-"""Object identity from ReadyCloud `url` fields: org, order, box and item pks as opaque strings."""
+"""ReadyCloud API v2 paths and object identity from `url` fields (org, order, box, item pks)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
-API_PREFIX = ("api", "v2")
+DEFAULT_BASE_URL = "https://www.readycloud.com"
+API_PREFIX = "/api/v2"
+ORGS_PATH = f"{API_PREFIX}/orgs/"
+
+_PREFIX_SEGMENTS = tuple(s for s in API_PREFIX.split("/") if s)
 # The levels of the v2 object tree, in path order: /orgs/{org}/orders/{order}/boxes/{box}/items/{item}/
 _LEVELS = ("orgs", "orders", "boxes", "items")
+
+
+def org_path(org_pk: str) -> str:
+    """The path of one organization."""
+    return f"{ORGS_PATH}{quote(org_pk, safe='')}/"
+
+
+def orders_path(org_pk: str) -> str:
+    """The path of an organization's orders list."""
+    return f"{org_path(org_pk)}orders/"
+
+
+def order_path(org_pk: str, order_pk: str) -> str:
+    """The path of one order."""
+    return f"{orders_path(org_pk)}{quote(order_pk, safe='')}/"
 
 
 @dataclass(frozen=True)
@@ -33,8 +52,8 @@ def parse_object_url(url: str) -> ObjectRef:
     if not isinstance(url, str) or not url.strip():
         raise ValueError("empty url")
     segments = [s for s in url_path(url).split("/") if s]
-    if tuple(segments[:2]) != API_PREFIX:
-        raise ValueError(f"not an /api/v2/ url: {url[:200]!r}")
+    if tuple(segments[:2]) != _PREFIX_SEGMENTS:
+        raise ValueError(f"not an {API_PREFIX}/ url: {url[:200]!r}")
     rest = segments[2:]
     if not rest or len(rest) % 2 or len(rest) > 2 * len(_LEVELS):
         raise ValueError(f"not an org, order, box or item url: {url[:200]!r}")
@@ -48,3 +67,11 @@ def parse_object_url(url: str) -> ObjectRef:
         pks.append(pk)
     pks += [None] * (len(_LEVELS) - len(pks))  # type: ignore[list-item]
     return ObjectRef(*pks)
+
+
+def org_of_path(path: str) -> str | None:
+    """The org pk named by an /api/v2/orgs/{org}/... path or url, else None."""
+    segments = [s for s in url_path(path).split("/") if s]
+    if tuple(segments[:3]) == (*_PREFIX_SEGMENTS, "orgs") and len(segments) > 3:
+        return unquote(segments[3])
+    return None
