@@ -1,18 +1,18 @@
 """Alembic environment: the warehouse engine factory, batch mode on SQLite, schema on PostgreSQL.
 
 Normally driven by `warehouse.migrate.upgrade(engine)` (which passes a connection in
-`config.attributes["connection"]`); standalone runs read WAREHOUSE_URL / WAREHOUSE_SCHEMA.
+`config.attributes["connection"]`); standalone runs read WAREHOUSE_URL / WAREHOUSE_SCHEMA
+through `warehouse.settings.WarehouseSettings` (environment or `.env`).
 """
 
 from __future__ import annotations
 
-import os
-
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from warehouse.db import DEFAULT_SCHEMA, engine_schema, make_engine
+from warehouse.db import engine_schema
 from warehouse.models import metadata
+from warehouse.settings import WarehouseSettings
 
 config = context.config
 
@@ -45,9 +45,7 @@ def run_migrations_online() -> None:
         return
     from warehouse.migrate import upgrade_connection_env  # standalone `alembic` invocation
 
-    url = os.environ.get("WAREHOUSE_URL", "sqlite:///readycloud.db")
-    schema = os.environ.get("WAREHOUSE_SCHEMA", DEFAULT_SCHEMA)
-    engine = make_engine(url, schema)
+    engine = WarehouseSettings().make_engine()  # type: ignore[call-arg]
     try:
         with upgrade_connection_env(engine) as conn:
             _configure(conn)
@@ -59,16 +57,14 @@ def run_migrations_online() -> None:
 
 def run_migrations_offline() -> None:
     """Emit SQL for WAREHOUSE_URL's dialect without connecting."""
-    url = os.environ.get("WAREHOUSE_URL", "sqlite:///readycloud.db")
-    schema = os.environ.get("WAREHOUSE_SCHEMA", DEFAULT_SCHEMA)
-    is_sqlite = url.startswith("sqlite")
+    settings = WarehouseSettings()  # type: ignore[call-arg]
     context.configure(
-        url=url,
+        url=settings.warehouse_url,
         target_metadata=metadata,
         literal_binds=True,
-        render_as_batch=is_sqlite,
+        render_as_batch=settings.is_sqlite,
         compare_type=True,
-        version_table_schema=None if is_sqlite else schema,
+        version_table_schema=None if settings.is_sqlite else settings.warehouse_schema,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -11,7 +11,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from rc_sync.errors import ConfigError, RunFailed
+from rc_sync.errors import ConfigError, is_fatal
 from rc_sync.settings import Settings, load_settings
 from warehouse.db import make_engine
 
@@ -121,9 +121,9 @@ def open_engine(
 @contextmanager
 def fatal_errors_fail_fast() -> Iterator[None]:
     """Turn configuration, credential and guard errors into Failures that are not retried."""
-    from rc_extract.errors import AuthenticationError, PermissionDeniedError
-
     try:
         yield
-    except (ConfigError, AuthenticationError, PermissionDeniedError, RunFailed) as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    except Exception as exc:
+        if is_fatal(exc):
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        raise

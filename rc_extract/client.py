@@ -37,9 +37,10 @@ from rc_extract.errors import (
 )
 from rc_extract.ratelimit import TokenBucket
 from rc_extract.retry import (
-    BackoffWait,
     DeadlineStop,
-    is_retryable,
+    DecisionRetry,
+    RetryChainDecision,
+    default_retry_decision,
     parse_retry_after,
     retry_reason,
 )
@@ -60,9 +61,6 @@ from rc_extract.stats import RequestStats
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# How long a connection error is retried while the host has never answered this client.
-FIRST_CONTACT_GRACE_S = 5.0
 R = TypeVar("R")
 Validator = Callable[[Any, str], None]
 
@@ -272,6 +270,7 @@ class ReadyCloudClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        retry: RetryChainDecision | None = None,
     ) -> None:
         self.base_url = normalize_base_url(base_url)
         secret = (token or "").strip()
@@ -289,6 +288,8 @@ class ReadyCloudClient:
         self.max_backoff = float(max_backoff)
         self.max_rps = max_rps
         self.stats = RequestStats()
+        # Which failures are retried (and after how long): see rc_extract.retry.
+        self.retry_decision = retry if retry is not None else default_retry_decision()
         self._ever_answered = False  # set once any HTTP response arrived
         self._sleep = sleep
         self._clock = clock
@@ -519,21 +520,16 @@ class ReadyCloudClient:
         shown = urlsplit(with_query(url, **query) if query else url)
         display = shown.path + (f"?{shown.query}" if shown.query else "")
         stop = DeadlineStop(self.deadline, self._clock(), self._clock)
-
-        def should_retry(exc: BaseException) -> bool:
-            # A host that has never answered is most likely a wrong READYCLOUD_BASE_URL or a
-            # network outage: give it a few quick tries, not the whole deadline.
-            if (
-                isinstance(exc, APIConnectionError)
-                and not isinstance(exc, APITimeoutError)
-                and not self._ever_answered
-            ):
-                return stop.elapsed() < FIRST_CONTACT_GRACE_S
-            return is_retryable(exc)
-
+        policy = DecisionRetry(
+            self.retry_decision,
+            stop,
+            ever_answered=lambda: self._ever_answered,
+            cap=self.max_backoff,
+            rand=self._rand,
+        )
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(should_retry),
-            wait=BackoffWait(cap=self.max_backoff, rand=self._rand),
+            retry=policy.retry,
+            wait=policy.wait,
             stop=stop,
             sleep=self._sleep,
             before_sleep=lambda state: self._before_sleep(state, display),

@@ -1,9 +1,24 @@
-"""Retry decisions as small pure callables, plus the tenacity wait/stop adapters that use them."""
+"""The client's retry policy: composable retry decisions, backoff, and tenacity adapters.
+
+A *decision* looks at one failed attempt and answers `RetryOption(do_retry, wait)`, or None
+when it has no opinion. `RetryChainDecision` asks its decisions in order and the first one
+with an opinion decides; when none has one, the attempt is not retried. The model is
+githubkit's `RetryChainDecision`; unlike githubkit's, a decision here can also veto a retry
+(answer `RetryOption(False)`) ahead of the decisions that would allow it, so new rules plug
+in without editing the existing ones:
+
+    chain = default_retry_decision().prepend(never_retry_tls_errors)   # a veto
+    chain = default_retry_decision().prepend(floor_429_waits(2.0))     # a wait rule
+
+The client builds one chain (its `retry` argument) and asks it on every failed attempt; the
+request deadline (`DeadlineStop`) still bounds everything.
+"""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -21,14 +36,128 @@ from rc_extract.settings import BACKOFF_BASE_S, DEFAULT_MAX_BACKOFF_S, RETRYABLE
 
 _MAX_EXPONENT = 32  # 2**32 half-seconds is far beyond any cap; avoids float overflow
 
+# How long a connection error is retried while the host has never answered this client.
+FIRST_CONTACT_GRACE_S = 5.0
+
+
+# -- decisions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailedAttempt:
+    """What a decision gets to look at: the error and where the request stands."""
+
+    exc: BaseException
+    attempt: int  # 1 for the first attempt
+    elapsed: float  # seconds since the logical request started
+    ever_answered: bool = True  # whether the host has sent any HTTP response to this client
+
+
+@dataclass(frozen=True)
+class RetryOption:
+    """A decision's answer: retry or not, and the wait before the retry (None = backoff's)."""
+
+    do_retry: bool
+    wait: float | None = None
+
+
+RetryDecision = Callable[[FailedAttempt], RetryOption | None]
+NO_RETRY = RetryOption(False)
+
+
+class RetryChainDecision:
+    """Asks its decisions in order; the first that answers decides; no answer = no retry."""
+
+    def __init__(self, *decisions: RetryDecision) -> None:
+        self.decisions: tuple[RetryDecision, ...] = decisions
+
+    def __call__(self, failed: FailedAttempt) -> RetryOption:
+        """The verdict for one failed attempt."""
+        for decision in self.decisions:
+            option = decision(failed)
+            if option is not None:
+                return option
+        return NO_RETRY
+
+    def prepend(self, *decisions: RetryDecision) -> RetryChainDecision:
+        """A new chain that asks `decisions` first (vetoes and overrides go here)."""
+        return RetryChainDecision(*decisions, *self.decisions)
+
+    def append(self, *decisions: RetryDecision) -> RetryChainDecision:
+        """A new chain that asks `decisions` after these (new kinds of retryable error)."""
+        return RetryChainDecision(*self.decisions, *decisions)
+
+    def __repr__(self) -> str:
+        names = ", ".join(getattr(d, "__name__", type(d).__name__) for d in self.decisions)
+        return f"RetryChainDecision({names})"
+
+
+def first_contact_grace(grace_s: float = FIRST_CONTACT_GRACE_S) -> RetryDecision:
+    """Connection errors of a host that never answered: retry only for `grace_s` seconds.
+
+    Such a host is most likely a wrong READYCLOUD_BASE_URL or a network outage: a few quick
+    tries, not the whole deadline. Timeouts are left to the other decisions.
+    """
+
+    def first_contact(failed: FailedAttempt) -> RetryOption | None:
+        exc = failed.exc
+        if (
+            isinstance(exc, APIConnectionError)
+            and not isinstance(exc, APITimeoutError)
+            and not failed.ever_answered
+        ):
+            return RetryOption(failed.elapsed < grace_s)
+        return None
+
+    return first_contact
+
+
+def retry_rate_limited(failed: FailedAttempt) -> RetryOption | None:
+    """429: retry, after the server's Retry-After when it sent one."""
+    exc = failed.exc
+    if isinstance(exc, RateLimitError):
+        return RetryOption(True, exc.retry_after)
+    return None
+
+
+def retry_server_errors(statuses: Iterable[int] = RETRYABLE_STATUS) -> RetryDecision:
+    """5xx: retry the given statuses (after Retry-After when sent); the others not."""
+    retryable = frozenset(statuses)
+
+    def server_errors(failed: FailedAttempt) -> RetryOption | None:
+        exc = failed.exc
+        if isinstance(exc, ServerError):
+            if exc.status_code in retryable:
+                return RetryOption(True, exc.retry_after)
+            return NO_RETRY
+        return None
+
+    return server_errors
+
+
+def retry_transport_errors(failed: FailedAttempt) -> RetryOption | None:
+    """Timeouts, connection errors and 2xx bodies that are not the documented JSON: retry."""
+    if isinstance(failed.exc, APIConnectionError | InvalidResponseError):
+        return RetryOption(True)
+    return None
+
+
+def default_retry_decision() -> RetryChainDecision:
+    """The client's default chain: first-contact grace, 429, 500/502/503/504, transport errors."""
+    return RetryChainDecision(
+        first_contact_grace(),
+        retry_rate_limited,
+        retry_server_errors(),
+        retry_transport_errors,
+    )
+
 
 def is_retryable(exc: BaseException) -> bool:
-    """True for 429, 500/502/503/504, timeouts, connection errors and invalid 2xx bodies."""
-    if isinstance(exc, RateLimitError):
-        return True
-    if isinstance(exc, ServerError):
-        return exc.status_code in RETRYABLE_STATUS
-    return isinstance(exc, APIConnectionError | InvalidResponseError)
+    """True when the default chain retries `exc` for a host that has answered before."""
+    return default_retry_decision()(FailedAttempt(exc, attempt=1, elapsed=0.0)).do_retry
+
+
+# -- waits ----------------------------------------------------------------------------------
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -76,8 +205,15 @@ def wait_for(
     base: float = BACKOFF_BASE_S,
     cap: float = DEFAULT_MAX_BACKOFF_S,
     rand: Callable[[], float] = random.random,
+    option: RetryOption | None = None,
 ) -> float:
-    """How long to wait before repeating a failed attempt: the server's Retry-After, else backoff."""
+    """How long to wait before repeating a failed attempt.
+
+    The deciding RetryOption's wait when it set one, else the server's Retry-After, else
+    capped jittered backoff.
+    """
+    if option is not None and option.wait is not None:
+        return option.wait
     if isinstance(exc, APIStatusError) and exc.retry_after is not None:
         return exc.retry_after
     return backoff_delay(attempt, base=base, cap=cap, rand=rand)
@@ -101,25 +237,59 @@ def retry_reason(exc: BaseException | None) -> str:
     return type(exc).__name__ if exc is not None else "unknown"
 
 
-class BackoffWait:
-    """tenacity `wait`: Retry-After when the server gave one, else capped jittered backoff."""
+# -- tenacity adapters ---------------------------------------------------------------------
+
+
+class DecisionRetry:
+    """tenacity `retry` and `wait` for one request, driven by a RetryChainDecision.
+
+    `retry` asks the chain and keeps its answer; `wait` uses that answer's wait, else the
+    server's Retry-After, else capped jittered backoff.
+    """
 
     def __init__(
         self,
+        decision: RetryChainDecision,
+        stop: DeadlineStop,
         *,
+        ever_answered: Callable[[], bool] = lambda: True,
         base: float = BACKOFF_BASE_S,
         cap: float = DEFAULT_MAX_BACKOFF_S,
         rand: Callable[[], float] = random.random,
     ) -> None:
+        self.decision = decision
+        self.stop = stop
+        self.ever_answered = ever_answered
         self.base = base
         self.cap = cap
         self.rand = rand
+        self.last: RetryOption = NO_RETRY
 
-    def __call__(self, retry_state: RetryCallState) -> float:
+    def retry(self, retry_state: RetryCallState) -> bool:
+        """True to retry the failed attempt."""
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if exc is None:
+            self.last = NO_RETRY
+            return False
+        failed = FailedAttempt(
+            exc,
+            attempt=retry_state.attempt_number,
+            elapsed=self.stop.elapsed(),
+            ever_answered=self.ever_answered(),
+        )
+        self.last = self.decision(failed)
+        return self.last.do_retry
+
+    def wait(self, retry_state: RetryCallState) -> float:
         """The wait before the next attempt."""
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         return wait_for(
-            exc, retry_state.attempt_number, base=self.base, cap=self.cap, rand=self.rand
+            exc,
+            retry_state.attempt_number,
+            base=self.base,
+            cap=self.cap,
+            rand=self.rand,
+            option=self.last,
         )
 
 

@@ -16,44 +16,21 @@ from rich.table import Table
 from rc_common.tables import DATA_TABLES
 from rc_common.timefmt import parse_user_datetime
 from rc_extract import errors as api_errors
-from rc_sync.errors import ConfigError, RunFailed
+from rc_sync.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    ConfigError,
+    RunFailed,
+    exit_code,
+    warehouse_unreachable,
+)
 from rc_sync.report import RunReport
 from rc_sync.settings import Settings, load_settings
+from rc_sync.summary import print_report
 
 log = logging.getLogger("rc_sync")
 console = Console()
 err_console = Console(stderr=True, highlight=False)
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-
-
-def _config_error_types() -> tuple[type[BaseException], ...]:
-    """Errors that mean 'fix your configuration or credentials' (exit 2)."""
-    from warehouse.migrate import WarehouseNotMigrated
-
-    return (
-        ConfigError,
-        WarehouseNotMigrated,
-        api_errors.AuthenticationError,
-        api_errors.PermissionDeniedError,
-        api_errors.APIConnectionError,
-        api_errors.InsecureTransportError,
-    )
-
-
-def _warehouse_connect_error(exc: BaseException) -> str | None:
-    """A friendly sentence when the warehouse itself cannot be reached, else None."""
-    import sqlalchemy as sa
-
-    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.ArgumentError):
-        first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
-        return (
-            "cannot open the warehouse (check WAREHOUSE_URL and that the database is running): "
-            + (first[0] if first else type(exc).__name__)
-        )
-    if isinstance(exc, sa.exc.NoSuchModuleError):
-        return f"unsupported WAREHOUSE_URL: {exc}"
-    return None
 
 
 def _redact(text: str, settings: Settings | None) -> str:
@@ -77,16 +54,12 @@ def _guarded(settings: Settings | None, action: Callable[[], Any], debug: bool) 
         return action()
     except KeyboardInterrupt:
         _fail(EXIT_FAILED, "interrupted; everything committed before the interrupt is kept")
-    except _config_error_types() as exc:
-        if debug:
-            raise
-        _fail(EXIT_CONFIG, _redact(str(exc), settings))
     except Exception as exc:
         if debug:
             raise
-        connect = _warehouse_connect_error(exc)
-        if connect:
-            _fail(EXIT_CONFIG, _redact(connect, settings))
+        code = exit_code(exc)
+        if code == EXIT_CONFIG:
+            _fail(EXIT_CONFIG, _redact(warehouse_unreachable(exc) or str(exc), settings))
         prefix = (
             ""
             if isinstance(exc, RunFailed | api_errors.ReadyCloudError)
@@ -191,12 +164,11 @@ def _settings(ctx: Ctx) -> Settings:
 def migrate(ctx: Ctx) -> None:
     """Apply the database migrations to WAREHOUSE_URL."""
     from warehouse import migrate as wh_migrate
-    from warehouse.db import make_engine
 
     settings = _settings(ctx)
 
     def action() -> None:
-        engine = make_engine(settings.warehouse_url, settings.warehouse_schema)
+        engine = settings.warehouse.make_engine()
         try:
             before = wh_migrate.current_revision(engine)
             wh_migrate.upgrade(engine)
@@ -267,7 +239,7 @@ def sync(
             progress.close()
 
     report: RunReport = _guarded(settings, action, ctx.debug)
-    _print_report(report, as_json)
+    print_report(report, console, as_json=as_json)
 
 
 @cli.command()
@@ -482,46 +454,6 @@ def demo(ctx: Ctx, n_orders: int, demo_url: str) -> None:
         None,
         lambda: run_demo(n_orders=n_orders, warehouse_url=demo_url, console=console),
         ctx.debug,
-    )
-
-
-def _print_report(report: RunReport, as_json: bool) -> None:
-    """The end-of-run summary: per org and per table."""
-    import json
-
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
-        return
-    table = Table(title=f"rc-sync {report.kind}: {report.status}")
-    cols = ("org", "read", "new", "updated", "unchanged", "issues", "requests", "time")
-    for col in cols:
-        table.add_column(col, justify="left" if col == "org" else "right")
-    for o in report.orgs:
-        table.add_row(
-            o.org_pk,
-            str(o.orders_read),
-            str(o.orders_new),
-            str(o.orders_updated),
-            str(o.orders_unchanged),
-            str(o.load_issues_new),
-            str(o.requests),
-            f"{o.elapsed_s:.1f}s",
-        )
-    console.print(table)
-    for o in report.orgs:
-        mark = o.watermark_after.isoformat(timespec="seconds") if o.watermark_after else "unchanged"
-        console.print(f"  {o.org_pk}: {o.mode}, {o.path or '-'}, watermark {mark}", highlight=False)
-    rows = Table(title="rows written")
-    for col in ("table", "inserted", "updated", "deleted"):
-        rows.add_column(col, justify="left" if col == "table" else "right")
-    for name in DATA_TABLES:
-        t = report.table_total(name)
-        rows.add_row(name, str(t.inserted), str(t.updated), str(t.deleted))
-    console.print(rows)
-    console.print(
-        f"{report.total('orders_read')} orders read, {report.requests} requests "
-        f"({report.retries} retries, {report.throttled} throttled), "
-        f"{report.total('load_issues_new')} new load issues, {report.elapsed_s:.1f}s"
     )
 
 

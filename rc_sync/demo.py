@@ -11,6 +11,8 @@ from rich.table import Table
 from rc_sync.errors import ConfigError
 from rc_sync.progress import default_progress
 from rc_sync.settings import load_settings
+from rc_sync.summary import print_report
+from warehouse.settings import WarehouseSettings
 
 SAMPLE_SQL = """\
 -- what was shipped where, one row per item line
@@ -38,9 +40,7 @@ def run_demo(*, n_orders: int, warehouse_url: str, console: Console) -> None:
             readycloud_orgs=",".join(server.store.org_pks()),
             warehouse_url=warehouse_url,
         )
-        _refuse_foreign_data(
-            settings.warehouse_url, settings.warehouse_schema, server.store.org_pks()
-        )
+        _refuse_foreign_data(settings.warehouse, server.store.org_pks())
         console.print(f"     serving {server.base_url} (token {server.token!r})")
         console.print(f"[bold]2/3[/] migrating and syncing into {warehouse_url} ...")
         progress = default_progress()
@@ -50,11 +50,9 @@ def run_demo(*, n_orders: int, warehouse_url: str, console: Console) -> None:
                 report = engine.sync_full_refresh()
         finally:
             progress.close()
-    from rc_sync.cli import _print_report
-
-    _print_report(report, as_json=False)
+    print_report(report, console)
     console.print("[bold]3/3[/] a few rows of the order_lines view:")
-    _show_sample(settings.warehouse_url, settings.warehouse_schema, console)
+    _show_sample(settings.warehouse, console)
     console.print("\n[bold]Try it yourself[/] (sqlite3 readycloud.db, or any SQL client):")
     console.print(SAMPLE_SQL, highlight=False)
     console.print(
@@ -66,11 +64,9 @@ def run_demo(*, n_orders: int, warehouse_url: str, console: Console) -> None:
     )
 
 
-def _refuse_foreign_data(url: str, schema: str, sandbox_orgs: list[str]) -> None:
+def _refuse_foreign_data(warehouse: WarehouseSettings, sandbox_orgs: list[str]) -> None:
     """Do not mix sandbox data into a warehouse that holds real orgs."""
-    from warehouse.db import make_engine
-
-    engine = make_engine(url, schema)
+    engine = warehouse.make_engine()
     try:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table("sync_state"):
@@ -81,16 +77,14 @@ def _refuse_foreign_data(url: str, schema: str, sandbox_orgs: list[str]) -> None
     foreign = orgs - set(sandbox_orgs)
     if foreign:
         raise ConfigError(
-            f"{url} already holds data of other orgs ({', '.join(sorted(foreign))}); the demo will "
+            f"{warehouse.warehouse_url} already holds data of other orgs ({', '.join(sorted(foreign))}); the demo will "
             "not mix sandbox data into it. Run it elsewhere: rc-sync demo --warehouse-url sqlite:///demo.db"
         )
 
 
-def _show_sample(url: str, schema: str, console: Console) -> None:
+def _show_sample(warehouse: WarehouseSettings, console: Console) -> None:
     """Print a few rows of order_lines."""
-    from warehouse.db import make_engine
-
-    engine = make_engine(url, schema)
+    engine = warehouse.make_engine()
     try:
         with engine.connect() as conn:
             result = conn.execute(

@@ -26,7 +26,6 @@ from rc_sync.report import OrgReport, RunReport
 from rc_sync.settings import Settings
 from warehouse import migrate as wh_migrate
 from warehouse import state as wh_state
-from warehouse.db import make_engine
 from warehouse.load import BackfillDay, Loader, LoadStats
 from warehouse.locks import org_run_lock
 from warehouse.normalize import normalize_orders
@@ -97,7 +96,7 @@ class SyncEngine:
     def db(self) -> sa.Engine:
         """The warehouse engine, migrated (embedded SQLite) or checked to be current."""
         if self._db is None:
-            self._db = make_engine(self.settings.warehouse_url, self.settings.warehouse_schema)
+            self._db = self.settings.warehouse.make_engine()
         if not self._warehouse_checked:
             if self.auto_migrate:
                 wh_migrate.upgrade(self._db)

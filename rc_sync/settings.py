@@ -1,19 +1,51 @@
-"""Configuration from environment variables and a `.env` file (names from CONTRACT.md)."""
+"""Configuration from environment variables and a `.env` file (names from CONTRACT.md).
+
+The only module of rc_sync (with `warehouse.settings` for WAREHOUSE_*) that reads the
+environment: `Settings` owns every READYCLOUD_*, RC_SYNC_* and RC_SANDBOX* variable and
+composes the warehouse's own `WarehouseSettings`; the sandbox and Dagster parts are small
+classes of their own so that the code location can read them at import without needing a
+token or a valid API configuration.
+"""
 
 from __future__ import annotations
 
-import re
+import os
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rc_common.paths import DEFAULT_BASE_URL
 from rc_sync.errors import ConfigError
+from warehouse.settings import WarehouseSettings
 
-DEFAULT_BASE_URL = "https://www.readycloud.com"
-DEFAULT_WAREHOUSE_URL = "sqlite:///readycloud.db"
-DEFAULT_SCHEMA = "readycloud"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y", "t"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "f", ""})
 
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+def truthy(value: Any) -> bool:
+    """The one decider of on/off strings (RC_SANDBOX, RC_SYNC_SCHEDULES_ON, ...)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ValueError(f"{value!r} is not on/off (use 1/0, true/false, yes/no, on/off)")
+
+
+Flag = Annotated[bool, BeforeValidator(truthy)]
 
 
 def _env(name: str, *env: str) -> AliasChoices:
@@ -21,12 +53,20 @@ def _env(name: str, *env: str) -> AliasChoices:
     return AliasChoices(name, *env)
 
 
+def env_is_set(name: str) -> bool:
+    """True when the process environment has a non-blank value for `name`."""
+    return bool(os.environ.get(name, "").strip())
+
+
+_CONFIG = SettingsConfigDict(
+    env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+)
+
+
 class Settings(BaseSettings):
     """Everything rc-sync can be told; each field is an environment variable (see README)."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
-    )
+    model_config = _CONFIG
 
     readycloud_base_url: str = Field(
         DEFAULT_BASE_URL, validation_alias=_env("readycloud_base_url", "READYCLOUD_BASE_URL")
@@ -36,12 +76,6 @@ class Settings(BaseSettings):
     )
     readycloud_orgs: str | None = Field(
         None, validation_alias=_env("readycloud_orgs", "READYCLOUD_ORGS")
-    )
-    warehouse_url: str = Field(
-        DEFAULT_WAREHOUSE_URL, validation_alias=_env("warehouse_url", "WAREHOUSE_URL")
-    )
-    warehouse_schema: str = Field(
-        DEFAULT_SCHEMA, validation_alias=_env("warehouse_schema", "WAREHOUSE_SCHEMA")
     )
     page_size: int = Field(
         100, ge=1, le=1000, validation_alias=_env("page_size", "RC_SYNC_PAGE_SIZE")
@@ -72,15 +106,6 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("warehouse_schema")
-    @classmethod
-    def _check_schema(cls, value: str) -> str:
-        if not _SCHEMA_NAME.match(value):
-            raise ValueError(
-                "WAREHOUSE_SCHEMA must be a plain identifier (letters, digits, underscore)"
-            )
-        return value
-
     @property
     def orgs(self) -> list[str] | None:
         """The org pks from READYCLOUD_ORGS, or None for every org the token can see."""
@@ -89,10 +114,47 @@ class Settings(BaseSettings):
         orgs = [o.strip() for o in self.readycloud_orgs.split(",") if o.strip()]
         return orgs or None
 
+    # The composed parts (set by load_settings; the defaults read the environment).
+    _warehouse: WarehouseSettings = PrivateAttr(
+        default_factory=lambda: WarehouseSettings()  # type: ignore[call-arg]
+    )
+    # Read on first use only: a bad RC_SANDBOX_PORT must not stop `rc-sync sync`.
+    _sandbox: SandboxSettings | None = PrivateAttr(None)
+    _dagster: DagsterSettings | None = PrivateAttr(None)
+
+    @property
+    def warehouse(self) -> WarehouseSettings:
+        """The warehouse's settings (WAREHOUSE_URL, WAREHOUSE_SCHEMA)."""
+        return self._warehouse
+
+    @property
+    def sandbox(self) -> SandboxSettings:
+        """The built-in sandbox's settings (RC_SANDBOX*)."""
+        if self._sandbox is None:
+            self._sandbox = load_part(SandboxSettings)
+        return self._sandbox
+
+    @property
+    def dagster(self) -> DagsterSettings:
+        """The Dagster code location's settings (partitions, schedules, checks)."""
+        if self._dagster is None:
+            self._dagster = load_part(DagsterSettings)
+        return self._dagster
+
+    @property
+    def warehouse_url(self) -> str:
+        """WAREHOUSE_URL."""
+        return self._warehouse.warehouse_url
+
+    @property
+    def warehouse_schema(self) -> str:
+        """WAREHOUSE_SCHEMA."""
+        return self._warehouse.warehouse_schema
+
     @property
     def is_sqlite(self) -> bool:
         """True when the warehouse is an embedded SQLite database."""
-        return self.warehouse_url.startswith("sqlite")
+        return self._warehouse.is_sqlite
 
     def require_token(self) -> str:
         """The API token, or a ConfigError that says how to provide one."""
@@ -107,14 +169,86 @@ class Settings(BaseSettings):
         return token.strip()
 
 
+class SandboxSettings(BaseSettings):
+    """The built-in sandbox behind Dagster (RC_SANDBOX=1) and where its warehouse goes."""
+
+    model_config = SettingsConfigDict(**_CONFIG, env_ignore_empty=True)
+
+    enabled: Flag = Field(False, validation_alias=_env("enabled", "RC_SANDBOX"))
+    port: int = Field(8765, ge=1, le=65535, validation_alias=_env("port", "RC_SANDBOX_PORT"))
+    orders: int = Field(2000, ge=1, validation_alias=_env("orders", "RC_SANDBOX_ORDERS"))
+    warehouse_url: str | None = Field(
+        None, validation_alias=_env("sandbox_warehouse_url", "RC_SANDBOX_WAREHOUSE_URL")
+    )
+    dagster_home: str | None = Field(None, validation_alias=_env("dagster_home", "DAGSTER_HOME"))
+
+    def default_warehouse_url(self) -> str:
+        """RC_SANDBOX_WAREHOUSE_URL, else SQLite next to the Dagster instance (or here)."""
+        if self.warehouse_url and self.warehouse_url.strip():
+            return self.warehouse_url.strip()
+        folder = Path(self.dagster_home) if self.dagster_home else Path.cwd()
+        return f"sqlite:///{(folder / 'rc-sync-sandbox.db').resolve()}"
+
+
+class DagsterSettings(BaseSettings):
+    """What the Dagster code location reads when it loads: partitions, schedules, checks."""
+
+    model_config = SettingsConfigDict(**_CONFIG, env_ignore_empty=True)
+
+    start_date: date = Field(
+        date(2020, 1, 1), validation_alias=_env("start_date", "RC_SYNC_START_DATE")
+    )
+    refresh_cron: str = Field(
+        "*/15 * * * *", validation_alias=_env("refresh_cron", "RC_SYNC_REFRESH_CRON")
+    )
+    reconcile_cron: str = Field(
+        "30 2 * * *", validation_alias=_env("reconcile_cron", "RC_SYNC_RECONCILE_CRON")
+    )
+    schedules_on: Flag = Field(False, validation_alias=_env("schedules_on", "RC_SYNC_SCHEDULES_ON"))
+    freshness_limit_minutes: float = Field(
+        60.0,
+        gt=0,
+        validation_alias=_env("freshness_limit_minutes", "RC_SYNC_FRESHNESS_LIMIT_MINUTES"),
+    )
+
+    @property
+    def freshness_limit(self) -> timedelta:
+        """How far the live watermark may lag behind now."""
+        return timedelta(minutes=self.freshness_limit_minutes)
+
+
+def _problems(exc: ValidationError, names: dict[str, str] | None = None) -> str:
+    """A validation error as `field: message; ...` naming environment variables where known."""
+    names = names or {}
+    return "; ".join(
+        f"{names.get(str(err['loc'][0]) if err['loc'] else '', '.'.join(str(p) for p in err['loc']) or 'settings')}: {err['msg']}"
+        for err in exc.errors()
+    )
+
+
+_WAREHOUSE_FIELDS = ("warehouse_url", "warehouse_schema")
+PartT = TypeVar("PartT", bound=BaseSettings)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build Settings from the environment plus explicit overrides, as a ConfigError on bad values."""
     clean = {k: v for k, v in overrides.items() if v is not None}
+    warehouse = {k: clean.pop(k) for k in _WAREHOUSE_FIELDS if k in clean}
     try:
-        return Settings(**clean)  # type: ignore[arg-type]
+        settings = Settings(**clean)  # type: ignore[arg-type]
+        settings._warehouse = WarehouseSettings(**warehouse)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid configuration: {problems}") from None
+        raise ConfigError(f"invalid configuration: {_problems(exc)}") from None
+    return settings
+
+
+def load_part(cls: type[PartT]) -> PartT:
+    """One composed part of the settings on its own, as a ConfigError naming the variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        names = {
+            name: next((str(a) for a in getattr(field.validation_alias, "choices", [])[1:]), name)
+            for name, field in cls.model_fields.items()
+        }
+        raise ConfigError(f"invalid configuration: {_problems(exc, names)}") from None

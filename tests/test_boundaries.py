@@ -1,15 +1,30 @@
-"""The package boundaries of docs/design.md, checked in a clean interpreter."""
+"""The package boundaries of docs/design.md, checked in a clean interpreter and in the source."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = (
+    "rc_common",
+    "rc_extract",
+    "rc_sandbox",
+    "warehouse",
+    "migrations",
+    "rc_sync",
+    "pipelines",
+)
+
 FORBIDDEN = {
-    "rc_extract": ("sqlalchemy", "pandas", "dagster"),
-    "warehouse": ("httpx", "dagster"),
+    "rc_common": ("rc_extract", "rc_sandbox", "warehouse", "rc_sync", "pipelines", "httpx"),
+    "rc_extract": ("sqlalchemy", "pandas", "dagster", "warehouse", "rc_sandbox", "rc_sync"),
+    "rc_sandbox": ("rc_extract", "warehouse", "rc_sync", "pipelines", "dagster"),
+    "warehouse": ("httpx", "dagster", "rc_extract", "rc_sandbox", "rc_sync", "pipelines"),
     "rc_sync.engine": ("dagster",),
 }
 
@@ -30,3 +45,75 @@ def test_package_does_not_import(package: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.strip() == "", f"{package} pulls in {result.stdout.strip()}"
+
+
+def _modules() -> dict[str, Path]:
+    """Every product module by dotted name."""
+    found: dict[str, Path] = {}
+    for package in PROJECT:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def _imports(path: Path, module: str, known: dict[str, Path]) -> set[str]:
+    """Project modules `path` imports anywhere (top level or inside functions)."""
+    tree = ast.parse(path.read_text(), str(path))
+    is_package = path.name == "__init__.py"
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".")
+                anchor = anchor if is_package else anchor[:-1]
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names
+            ]
+        out.update(n for n in names if n in known)
+    out.discard(module)
+    return out
+
+
+def test_rc_common_imports_only_the_standard_library() -> None:
+    """The shared modules import nothing from the project or any third party."""
+    for path in sorted((ROOT / "rc_common").glob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                tops = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                tops = [(node.module or "").split(".")[0]] if not node.level else []
+            else:
+                continue
+            for top in tops:
+                assert top in sys.stdlib_module_names or top == "__future__", f"{path}: {top}"
+
+
+def test_no_import_cycle() -> None:
+    """No product module imports, directly or through others, a module that imports it."""
+    known = _modules()
+    graph = {name: _imports(path, name, known) for name, path in known.items()}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt] if nxt in path else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from warehouse.db import DEFAULT_SCHEMA, engine_schema, make_engine, quote_identifier
+from warehouse.db import DEFAULT_SCHEMA, engine_schema, quote_identifier
+from warehouse.settings import WarehouseSettings
 
 MIGRATE_LOCK_CLASS = 0x52434D47  # "RCMG": serializes concurrent `rc-sync migrate` runs
 MIGRATE_COMMAND = "rc-sync migrate"
@@ -208,10 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "action", nargs="?", default="upgrade", choices=["upgrade", "current", "check"]
     )
     args = parser.parse_args(argv)
-    engine = make_engine(
-        os.environ.get("WAREHOUSE_URL", "sqlite:///readycloud.db"),
-        os.environ.get("WAREHOUSE_SCHEMA", DEFAULT_SCHEMA),
-    )
+    engine = WarehouseSettings().make_engine()  # type: ignore[call-arg]
     try:
         if args.action == "upgrade":
             print(f"warehouse at revision {upgrade(engine)}")

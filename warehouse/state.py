@@ -50,25 +50,6 @@ def get_watermark(engine: Engine, org_pk: str) -> datetime | None:
         ).scalar_one_or_none()
 
 
-def set_watermark(engine: Engine, org_pk: str, watermark: datetime) -> datetime:
-    """Move the watermark forward to `watermark` (never backwards); returns the result."""
-    if watermark.tzinfo is None:
-        raise ValueError("watermark must be timezone-aware")
-    with write_transaction(engine, org_pk) as conn:
-        return advance_watermark(conn, org_pk, watermark, _now())
-
-
-def reset_watermark(engine: Engine, org_pk: str) -> None:
-    """Forget the org's watermark (the next incremental run is a full one)."""
-    state = models.sync_state_table
-    with write_transaction(engine, org_pk) as conn:
-        conn.execute(
-            sa.update(state)
-            .where(state.c.org_pk == org_pk)
-            .values(watermark=None, watermark_updated_at=_now(), updated_at=_now())
-        )
-
-
 # -- runs -----------------------------------------------------------------------
 
 
@@ -149,14 +130,6 @@ def finish_run(
             .where(state.c.last_run_id == run_id)
             .values(last_run_finished_at=finished, last_run_status=status, updated_at=finished)
         )
-
-
-def runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
-    """The most recent runs, newest first."""
-    runs = models.sync_runs_table
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(limit))
-        return [dict(r._mapping) for r in rows]
 
 
 def _touch_org(conn: Connection, org_pk: str, values: dict[str, Any]) -> None:
@@ -306,24 +279,6 @@ def days_done(engine: Engine, org_pk: str, key: str) -> set[date]:
                 sa.select(table.c.day).where(table.c.org_pk == org_pk, table.c.key == key)
             ).scalars()
         )
-
-
-def mark_day_done(
-    engine: Engine,
-    org_pk: str,
-    key: str,
-    day: date,
-    *,
-    conn: Connection | None = None,
-    at: datetime | None = None,
-) -> None:
-    """Record a finished backfill day, in `conn`'s transaction if given, else its own."""
-    moment = at or _now()
-    if conn is not None:
-        record_day_done(conn, org_pk, key, day, moment)
-        return
-    with write_transaction(engine, org_pk) as own:
-        record_day_done(own, org_pk, key, day, moment)
 
 
 # -- writes inside a batch transaction (the loader calls these) ---------------------

@@ -236,3 +236,87 @@ def test_other_statuses_fail_at_once(make_client: MakeClient, clock: Any, code: 
     assert info.value.status_code == code
     assert clock.sleeps == []
     assert client.stats.requests == 1
+
+
+# -- the decision chain -------------------------------------------------------------------
+
+
+def _failed(exc: BaseException, *, elapsed: float = 0.0, answered: bool = True) -> Any:
+    from rc_extract.retry import FailedAttempt
+
+    return FailedAttempt(exc, attempt=1, elapsed=elapsed, ever_answered=answered)
+
+
+def test_the_first_decision_with_an_opinion_decides() -> None:
+    from rc_extract.retry import RetryChainDecision, RetryOption, default_retry_decision
+
+    chain = default_retry_decision()
+    assert chain(_failed(ServerError(503, "/p", retry_after=7.0))) == RetryOption(True, 7.0)
+    assert chain(_failed(ServerError(501, "/p"))) == RetryOption(False)
+    assert chain(_failed(NotFoundError(404, "/p"))) == RetryOption(False)  # nobody answers
+    assert RetryChainDecision()(_failed(RateLimitError(429, "/p"))).do_retry is False
+
+
+def test_a_prepended_decision_can_veto_or_change_the_wait() -> None:
+    from rc_extract.retry import FailedAttempt, RetryOption, default_retry_decision
+
+    def no_tls(failed: FailedAttempt) -> RetryOption | None:
+        reason = getattr(failed.exc, "reason", "")
+        return RetryOption(False) if "CERTIFICATE" in reason else None
+
+    def floor_429(failed: FailedAttempt) -> RetryOption | None:
+        if isinstance(failed.exc, RateLimitError):
+            return RetryOption(True, max(2.0, failed.exc.retry_after or 0.0))
+        return None
+
+    chain = default_retry_decision().prepend(no_tls, floor_429)
+    tls = APIConnectionError("https://h", "/p", "CERTIFICATE_VERIFY_FAILED")
+    assert chain(_failed(tls)).do_retry is False
+    assert chain(_failed(APIConnectionError("https://h", "/p", "reset"))).do_retry is True
+    assert chain(_failed(RateLimitError(429, "/p", retry_after=0.5))) == RetryOption(True, 2.0)
+    assert "no_tls" in repr(chain)
+
+
+def test_an_appended_decision_adds_a_retryable_error() -> None:
+    from rc_extract.retry import FailedAttempt, RetryOption, default_retry_decision
+
+    def retry_409(failed: FailedAttempt) -> RetryOption | None:
+        exc = failed.exc
+        return (
+            RetryOption(True)
+            if isinstance(exc, APIStatusError) and exc.status_code == 409
+            else None
+        )
+
+    assert not default_retry_decision()(_failed(APIStatusError(409, "/p"))).do_retry
+    assert default_retry_decision().append(retry_409)(_failed(APIStatusError(409, "/p"))).do_retry
+
+
+def test_first_contact_grace_limits_connection_errors_of_a_silent_host() -> None:
+    from rc_extract.retry import default_retry_decision
+
+    refused = APIConnectionError("https://h", "/p", "refused")
+    chain = default_retry_decision()
+    assert chain(_failed(refused, elapsed=1.0, answered=False)).do_retry is True
+    assert chain(_failed(refused, elapsed=6.0, answered=False)).do_retry is False
+    assert chain(_failed(refused, elapsed=6.0, answered=True)).do_retry is True
+    timeout = APITimeoutError("https://h", "/p", "timed out")
+    assert chain(_failed(timeout, elapsed=60.0, answered=False)).do_retry is True
+
+
+def test_the_client_asks_its_chain(make_client: MakeClient, clock: Any) -> None:
+    from rc_extract.retry import FailedAttempt, RetryOption, default_retry_decision
+
+    seen: list[int] = []
+
+    def never(failed: FailedAttempt) -> RetryOption | None:
+        seen.append(failed.attempt)
+        return RetryOption(False)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"detail": "down"})
+
+    client = make_client(handler, retry=default_retry_decision().prepend(never))
+    with pytest.raises(ServerError):
+        client.list_orgs()
+    assert seen == [1]

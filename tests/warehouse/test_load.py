@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from warehouse import models, state
+from warehouse.db import write_transaction
 from warehouse.load import BackfillDay, Loader
 from warehouse.normalize import normalize_orders
 
@@ -151,7 +152,8 @@ def test_backfill_day_recorded_in_batch(
 ) -> None:
     _load(migrated, example_docs, backfill_day=BackfillDay("bf-1", date(2024, 5, 2)))
     assert state.days_done(migrated, "7", "bf-1") == {date(2024, 5, 2)}
-    state.mark_day_done(migrated, "7", "bf-1", date(2024, 5, 3))
+    with write_transaction(migrated, "7") as conn:
+        state.record_day_done(conn, "7", "bf-1", date(2024, 5, 3), T0)
     assert state.days_done(migrated, "7", "bf-1") == {date(2024, 5, 2), date(2024, 5, 3)}
     assert state.days_done(migrated, "7", "other") == set()
 

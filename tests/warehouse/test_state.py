@@ -6,13 +6,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from warehouse import state
+from warehouse import models, state
+from warehouse.db import write_transaction
 from warehouse.load import Loader
 from warehouse.normalize import normalize_orders
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
+
+
+def _runs(engine: Engine) -> list[dict[str, Any]]:
+    """sync_runs, newest first."""
+    runs = models.sync_runs_table
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(runs).order_by(runs.c.id.desc()))]
 
 
 @dataclass
@@ -44,7 +53,7 @@ def test_runs_and_status(migrated: Engine, example_docs: list[dict[str, Any]]) -
     assert seven.row_counts == {"orders": 3, "boxes": 2, "items": 3, "addresses": 3}
     assert seven.open_issues == 1 and seven.orders_deleted == 0
     assert rows["8"].row_counts["orders"] == 0
-    last = state.runs(migrated)[0]
+    last = _runs(migrated)[0]
     assert last["id"] == run_id and last["requests"] == 12 and last["status"] == "success"
     assert last["counts"]["extra"]["when"].startswith("2024-06-01")
     assert last["orgs"] == ["7", "8"] and last["finished_at"] is not None
@@ -52,7 +61,7 @@ def test_runs_and_status(migrated: Engine, example_docs: list[dict[str, Any]]) -
     failed = state.begin_run(migrated, kind="reconcile", org_pks=["7"])
     state.finish_run(migrated, failed, status="failed", error="boom")
     assert state.status(migrated, ["7"])[0].last_run_status == "failed"
-    assert state.runs(migrated)[0]["error"] == "boom"
+    assert _runs(migrated)[0]["error"] == "boom"
 
 
 def test_known_orders_and_deletion_marks(
@@ -75,10 +84,11 @@ def test_known_orders_and_deletion_marks(
 
 
 def test_watermark_helpers_and_capabilities(migrated: Engine) -> None:
-    assert state.set_watermark(migrated, "7", T0) == T0
-    assert state.set_watermark(migrated, "7", datetime(2020, 1, 1, tzinfo=UTC)) == T0
-    state.reset_watermark(migrated, "7")
     assert state.get_watermark(migrated, "7") is None
+    with write_transaction(migrated, "7") as conn:
+        assert state.advance_watermark(conn, "7", T0, T0) == T0
+        assert state.advance_watermark(conn, "7", datetime(2020, 1, 1, tzinfo=UTC), T0) == T0
+    assert state.get_watermark(migrated, "7") == T0
     assert state.get_capabilities(migrated, "7") is None
     state.set_capabilities(migrated, "7", {"filters": True})
     assert state.get_capabilities(migrated, "7") == {"filters": True}
