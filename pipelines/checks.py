@@ -53,7 +53,10 @@ INTEGRITY_SPECS = [
     dg.AssetCheckSpec(
         FRESHNESS,
         asset=TABLE_KEYS["orders"],
-        description="The live watermark of every org is within the freshness limit of now.",
+        description=(
+            "The live watermark of every org (or its last applied webhook event, when a webhook "
+            "is active) is within the freshness limit of now."
+        ),
     ),
 ]
 
@@ -105,16 +108,30 @@ def readycloud_integrity_checks(
                     },
                 )
             if dg.AssetCheckKey(TABLE_KEYS["orders"], FRESHNESS) in selected:
-                yield _freshness(queries.watermarks(conn))
+                from warehouse import webhooks as wh
+
+                yield _freshness(queries.watermarks(conn), wh.last_applied(engine))
     finally:
         engine.dispose()
 
 
-def _freshness(marks: dict[str, datetime | None]) -> dg.AssetCheckResult:
-    """Pass when every org's watermark lags now by less than the limit."""
+def _freshness(
+    marks: dict[str, datetime | None], pushed: dict[str, datetime] | None = None
+) -> dg.AssetCheckResult:
+    """Pass when every org's data lags now by less than the limit.
+
+    An org's data is as fresh as its live watermark or, when it has an active (unsuspended)
+    webhook, the last webhook event applied, whichever is later: webhooks keep it current
+    between polls, and the polls that repair missed deliveries still move the watermark.
+    """
     limit = freshness_limit()
     now = datetime.now(UTC)
-    lags = {org: (now - mark).total_seconds() if mark else None for org, mark in marks.items()}
+    pushed = pushed or {}
+    fresh_at = {
+        org: max((t for t in (mark, pushed.get(org)) if t is not None), default=None)
+        for org, mark in marks.items()
+    }
+    lags = {org: (now - at).total_seconds() if at else None for org, at in fresh_at.items()}
     stale = sorted(org for org, lag in lags.items() if lag is None or lag > limit.total_seconds())
     if not marks:
         description = "no live sync has run yet (no sync_state rows)"
@@ -134,6 +151,9 @@ def _freshness(marks: dict[str, datetime | None]) -> dg.AssetCheckResult:
             "max_lag_minutes": round(max(known) / 60, 2) if known else -1,
             "watermarks": dg.MetadataValue.json(
                 {org: mark.isoformat() if mark else None for org, mark in marks.items()}
+            ),
+            "webhook_applied_at": dg.MetadataValue.json(
+                {org: at.isoformat() for org, at in pushed.items() if org in marks}
             ),
         },
     )

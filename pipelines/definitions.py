@@ -17,6 +17,7 @@ from pipelines.schedules import (
     readycloud_refresh,
     readycloud_refresh_job,
 )
+from pipelines.webhooks import readycloud_webhook_events, webhooks_healthy
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 
 defs = dg.Definitions(
     assets=[readycloud_sync, readycloud_views],
-    asset_checks=[readycloud_integrity_checks, row_count_matches_api],
+    asset_checks=[readycloud_integrity_checks, row_count_matches_api, webhooks_healthy],
     jobs=[readycloud_refresh_job, readycloud_reconcile],
     schedules=[readycloud_refresh, readycloud_reconcile_daily],
+    sensors=[readycloud_webhook_events],
     resources=build_resources(),
 )

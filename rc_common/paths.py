@@ -75,3 +75,8 @@ def org_of_path(path: str) -> str | None:
     if tuple(segments[:3]) == (*_PREFIX_SEGMENTS, "orgs") and len(segments) > 3:
         return unquote(segments[3])
     return None
+
+
+def webhooks_path(org_pk: str) -> str:
+    """The path of an organization's webhook list (POST here creates one)."""
+    return f"{org_path(org_pk)}webhooks/"

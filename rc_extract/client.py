@@ -21,7 +21,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import tenacity
 
-from rc_common.paths import API_PREFIX, DEFAULT_BASE_URL, ORGS_PATH, order_path, orders_path
+from rc_common.paths import (
+    API_PREFIX,
+    DEFAULT_BASE_URL,
+    ORGS_PATH,
+    order_path,
+    orders_path,
+    webhooks_path,
+)
 from rc_common.timefmt import format_api_datetime
 from rc_extract.errors import (
     APIConnectionError,
@@ -394,6 +401,60 @@ class ReadyCloudClient:
         """The decoded JSON body of a GET (path relative to /api/v2/ or absolute on this host)."""
         data, _ = self._get(path, params, kind="json", allow_empty=True)
         return data
+
+    # -- webhooks (writes: need a token with write access) ----------------------------------
+
+    def list_webhooks(self, org_pk: str) -> list[dict[str, Any]]:
+        """Every webhook of an org (all pages)."""
+        path = webhooks_path(org_pk)
+        return [hook for page in self.iter_pages(path, kind="webhooks") for hook in page.results]
+
+    def create_webhook(self, org_pk: str, entity: str, remote_url: str) -> dict[str, Any]:
+        """POST a new webhook; returns the created object (with its `token`)."""
+        data = self._write(
+            "POST", webhooks_path(org_pk), {"entity": entity, "remote_url": remote_url}
+        )
+        if not isinstance(data, dict):
+            raise InvalidResponseError(
+                "creating a webhook returned no object", webhooks_path(org_pk)
+            )
+        return data
+
+    def delete_webhook(self, webhook_url: str) -> None:
+        """DELETE a webhook by its url (a webhook already gone counts as deleted)."""
+        try:
+            self._write("DELETE", webhook_url, None)
+        except NotFoundError:
+            return
+
+    def _write(self, method: str, target: str, body: dict[str, Any] | None) -> Any:
+        """One POST/PATCH/DELETE (not retried: writes are not idempotent); the decoded body."""
+        if self._bucket is not None:
+            self._bucket.acquire()
+        url = strip_token(self._resolve(target))
+        path = urlsplit(url).path
+        try:
+            response = self._http.request(method, url, json=body, timeout=self.timeout)
+        except httpx.TimeoutException as exc:
+            self.stats.record_response("write", None, 0)
+            raise APITimeoutError(self.base_url, path, "timed out") from exc
+        except httpx.TransportError as exc:
+            self.stats.record_response("write", None, 0)
+            raise APIConnectionError(self.base_url, path, self._redact(str(exc))) from exc
+        content = response.content
+        self.stats.record_response("write", response.status_code, len(content))
+        if 200 <= response.status_code < 300:
+            if not content.strip():
+                return None
+            try:
+                return json.loads(content)
+            except ValueError:
+                raise InvalidResponseError(
+                    f"{method} {path} returned {response.status_code} with a body that is not JSON",
+                    path,
+                ) from None
+        detail = self._redact(detail_from_body(content))
+        raise status_error(response.status_code, path, detail, method=method)
 
     # -- pagination -----------------------------------------------------------------------
 

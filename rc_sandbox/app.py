@@ -38,6 +38,7 @@ from rc_sandbox.store import (
     OrderQuery,
     SandboxStore,
 )
+from rc_sandbox.webhooks import ENTITIES, WebhookHub, check_remote_url
 
 LOOKUPS = ("gte", "gt", "lte", "lt")
 ORDERING_FIELDS = frozenset(INDEXED_FIELDS)
@@ -78,8 +79,15 @@ def representation_of(params: dict[str, str]) -> str:
 class SandboxApp:
     """Request handling state shared by the routes: store, knobs, counters, fault plan."""
 
-    def __init__(self, store: SandboxStore, config: SandboxConfig, stats: SandboxStats) -> None:
+    def __init__(
+        self,
+        store: SandboxStore,
+        config: SandboxConfig,
+        stats: SandboxStats,
+        hub: WebhookHub | None = None,
+    ) -> None:
         """Handlers read `config` on every request, so knob changes apply to the next one."""
+        self.hub = hub or WebhookHub(config)
         self.store = store
         self.config = config
         self.stats = stats
@@ -331,6 +339,48 @@ class SandboxApp:
             raise _NotFound
         return json_response(docs[0]) if item_pk else self._paginate_docs(request, docs)
 
+    # ------------------------------------------------------------------ webhooks (API.md §10)
+    def webhooks(self, request: Request, raw: bytes) -> Response:
+        """GET/POST /orgs/{org}/webhooks/ and GET/PATCH/PUT/DELETE .../webhooks/{hook}/."""
+        org_pk = self._org(request)
+        hub = self.hub
+        pk = request.path_params.get("hook")
+        method = request.method
+        if method != "GET" and self.config.read_only_token:
+            raise _Forbidden
+        if pk is None:
+            if method == "GET":
+                return self._paginate_docs(request, [h.to_json() for h in hub.of_org(org_pk)])
+            body = _json_object(raw)
+            if body is None:
+                return json_response({"detail": "JSON parse error."}, 400)
+            entity = body.get("entity") or "orders"
+            problem = check_remote_url(body.get("remote_url"))
+            errors: dict[str, list[str]] = {}
+            if problem:
+                errors["remote_url"] = [problem]
+            if entity not in ENTITIES:
+                errors["entity"] = [f'"{entity}" is not a valid choice.']
+            if errors:
+                return json_response(errors, 400)
+            hook = hub.create(org_pk, str(entity), str(body["remote_url"]))
+            return json_response(hook.to_json(), 201)
+        found = hub.get(org_pk, pk)
+        if found is None:
+            raise _NotFound
+        if method == "GET":
+            return json_response(found.to_json())
+        if method == "DELETE":
+            hub.delete(org_pk, pk)
+            return Response(status_code=204)
+        body = _json_object(raw)
+        if body is None:
+            return json_response({"detail": "JSON parse error."}, 400)
+        remote_url = body.get("remote_url")
+        if remote_url is not None and check_remote_url(remote_url):
+            return json_response({"remote_url": [check_remote_url(remote_url)]}, 400)
+        return json_response(hub.update(found, remote_url).to_json())
+
     # ------------------------------------------------------------------ control endpoints
     def control(self, action: str, body: dict[str, Any]) -> Any:
         """Run one /_sandbox/ action; KeyError -> 404, ValueError/TypeError -> 400."""
@@ -409,6 +459,17 @@ class SandboxApp:
             return json_response({"detail": str(exc)}, 400)
 
 
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    """The request body as a JSON object ({} when empty), None when it is not one."""
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 class _Forbidden(Exception):
     """The org does not belong to the token."""
 
@@ -434,9 +495,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return json_response({"detail": str(exc)}, status)
 
 
-def build_app(store: SandboxStore, config: SandboxConfig, stats: SandboxStats) -> Starlette:
+def build_app(
+    store: SandboxStore,
+    config: SandboxConfig,
+    stats: SandboxStats,
+    hub: WebhookHub | None = None,
+) -> Starlette:
     """The Starlette application serving `store` under /api/v2 (and /_sandbox when enabled)."""
-    state = SandboxApp(store, config, stats)
+    state = SandboxApp(store, config, stats, hub)
+
+    async def webhooks_endpoint(request: Request) -> Response:
+        raw = await request.body()
+        return await state._serve(request, "webhooks", lambda r: state.webhooks(r, raw))
 
     def route(path: str, handler: Callable[[Request], Response], kind: str) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -458,6 +528,12 @@ def build_app(store: SandboxStore, config: SandboxConfig, stats: SandboxStats) -
         route(f"{box}/", state.boxes, "detail"),
         route(f"{box}/items/", state.items, "detail"),
         route(f"{box}/items/{{item}}/", state.items, "detail"),
+        Route(f"{API_PREFIX}/orgs/{{org}}/webhooks/", webhooks_endpoint, methods=["GET", "POST"]),
+        Route(
+            f"{API_PREFIX}/orgs/{{org}}/webhooks/{{hook}}/",
+            webhooks_endpoint,
+            methods=["GET", "PATCH", "PUT", "DELETE"],
+        ),
         Route("/_sandbox/{action:path}", state.control_endpoint, methods=["GET", "POST"]),
     ]
     app = Starlette(

@@ -50,6 +50,18 @@ class SandboxConfig:
     control: bool = False  # enables /_sandbox/ control endpoints
     mutate_every: int = 0  # >0: one random mutation every N list requests
     fail_auth_after: int | None = None  # after N API requests, every request answers 401
+    # webhooks (API.md §10): deliveries to registered remote_urls on every change
+    read_only_token: bool = False  # True: creating/deleting webhooks answers 403 (no write scope)
+    webhook_drop_rate: float = 0.0  # share of deliveries never sent
+    webhook_duplicate_rate: float = 0.0  # share of deliveries sent twice
+    webhook_reorder_rate: float = 0.0  # share held back so that later ones overtake them
+    webhook_reorder_s: float = 0.3  # how long a reordered delivery is held back
+    webhook_delay_ms: float = 0.0  # added before every delivery
+    webhook_max_attempts: int = 8  # a failed delivery (no 2xx) is retried up to this many times
+    webhook_backoff_s: float = 0.2  # first retry wait; doubles per attempt (capped at 30 s)
+    webhook_suspend_after: int = 20  # consecutive failed attempts before the webhook is suspended
+    webhook_timeout_s: float = 10.0  # per delivery attempt
+    webhook_workers: int = 4  # deliveries in flight at once
 
     def __post_init__(self) -> None:
         """Validate the knobs that would otherwise fail obscurely later."""

@@ -51,6 +51,7 @@ class SandboxStats:
     compact: int = 0  # order lists with only=
     detail: int = 0  # order/box/item detail and box/item lists
     control: int = 0
+    webhooks: int = 0  # webhook CRUD requests
     faults: dict[str, int] = field(default_factory=dict)
     statuses: dict[int, int] = field(default_factory=dict)
     mutations: int = 0  # done by mutate_every
@@ -86,6 +87,7 @@ class SandboxStats:
                 "compact": self.compact,
                 "detail": self.detail,
                 "control": self.control,
+                "webhooks": self.webhooks,
                 "faults": dict(self.faults),
                 "faults_total": sum(self.faults.values()),
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
@@ -96,7 +98,7 @@ class SandboxStats:
         """Set every counter back to zero."""
         with self._lock:
             self.requests = self.orgs = self.list = self.compact = 0
-            self.detail = self.control = self.mutations = 0
+            self.detail = self.control = self.mutations = self.webhooks = 0
             self.faults = {}
             self.statuses = {}
 

@@ -14,6 +14,7 @@ from rc_sandbox.app import build_app
 from rc_sandbox.config import SandboxConfig
 from rc_sandbox.faults import SandboxStats
 from rc_sandbox.store import SandboxStore
+from rc_sandbox.webhooks import WebhookHub
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,9 @@ class SandboxServer:
         self.config = config or SandboxConfig()
         self.store = store or SandboxStore(self.config)
         self.stats = SandboxStats()
-        self.app = build_app(self.store, self.config, self.stats)
+        self.hub = WebhookHub(self.config)
+        self.store.listeners.append(self.hub.announce)
+        self.app = build_app(self.store, self.config, self.stats, self.hub)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -123,6 +126,7 @@ class SandboxServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop uvicorn and wait for its thread; safe to call twice."""
         server, thread = self._server, self._thread
+        self.hub.stop()
         if server is not None:
             server.should_exit = True
         if thread is not None:
@@ -158,7 +162,9 @@ def serve_forever(
     """Serve in the foreground until interrupted (or `stop` is set); `on_ready(base_url)` runs once it listens."""
     config = config or SandboxConfig()
     store = store or SandboxStore(config)
-    app = build_app(store, config, SandboxStats())
+    hub = WebhookHub(config)
+    store.listeners.append(hub.announce)
+    app = build_app(store, config, SandboxStats(), hub)
     sock = _bind(config.host, config.port)
     base_url = _base_url(sock)
 
@@ -170,4 +176,5 @@ def serve_forever(
     try:
         server.run(sockets=[sock])
     finally:
+        hub.stop()
         sock.close()

@@ -154,6 +154,9 @@ class SandboxStore:
         self._selections: OrderedDict[tuple[str, OrderQuery], tuple[int, list[Key]]] = OrderedDict()
         self._max_us = END_US
         self.mutations = 0
+        # Called with (org_pk, order_pk, "PUT" | "DELETE", expanded JSON | None) after every
+        # change, under the store lock (the webhook hub queues deliveries from it).
+        self.listeners: list[Callable[[str, str, str, bytes | None], None]] = []
         # Millions of small acyclic objects: cyclic GC passes during generation only cost time.
         was_enabled = gc.isenabled()
         gc.disable()
@@ -482,6 +485,10 @@ class SandboxStore:
         order.cache.clear()
         org.version += 1
         self.mutations += 1
+        if self.listeners:
+            body = order_bytes(order, "expanded")
+            for listener in self.listeners:
+                listener(org.pk, order.pk, "PUT", body)
 
     def _touch(
         self, org: _Org, order: Order, itself: bool, change: Callable[[datetime], None]
@@ -535,6 +542,8 @@ class SandboxStore:
             del org.orders[order_pk]
             org.version += 1
             self.mutations += 1
+            for listener in self.listeners:
+                listener(org_pk, order_pk, "DELETE", None)
 
     def add_box(self, org_pk: str, order_pk: str, items: int = 1) -> str:
         """Add a new box with `items` items; returns its pk."""

@@ -289,16 +289,27 @@ def status(ctx: Ctx, as_json: bool) -> None:
 
     settings = _settings(ctx)
 
-    def action() -> list[Any]:
-        with SyncEngine(settings) as engine:
-            return list(engine.status())
+    def action() -> tuple[list[Any], dict[str, Any]]:
+        from datetime import UTC, timedelta
 
-    rows = _guarded(settings, action, ctx.debug)
+        from warehouse import webhooks as wh
+
+        with SyncEngine(settings) as engine:
+            since = datetime.now(UTC) - timedelta(days=7)
+            return list(engine.status()), wh.status(engine.db, since)
+
+    rows, hooks = _guarded(settings, action, ctx.debug)
     if as_json:
-        click.echo(json.dumps([_as_plain(r) for r in rows], default=str, indent=2))
+        plain = [_as_plain(r) for r in rows]
+        for item in plain:
+            hook = hooks.get(item["org_pk"])
+            if hook is not None:
+                item["webhooks"] = {**_as_plain(hook), "miss_rate": hook.miss_rate}
+        click.echo(json.dumps(plain, default=str, indent=2))
         return
     if not rows:
         console.print("no org has been synced yet; run `rc-sync sync`")
+        _print_webhook_status(hooks)
         return
     table = Table(title="rc-sync status")
     for col in (
@@ -331,6 +342,33 @@ def status(ctx: Ctx, as_json: bool) -> None:
             str(row.open_issues),
         )
     console.print(table)
+    _print_webhook_status(hooks)
+
+
+def _print_webhook_status(hooks: dict[str, Any]) -> None:
+    """The webhook part of `rc-sync status` (only when webhooks are in use)."""
+    if not hooks:
+        return
+    table = Table(title="webhooks (last 7 days)")
+    for col in ("org", "registered", "received", "pending", "last received", "miss rate"):
+        table.add_column(col, justify="left" if col in {"org", "last received"} else "right")
+    for org, st in hooks.items():
+        rate = st.miss_rate
+        table.add_row(
+            org,
+            f"{st.registered}" + (f" ({st.suspended} SUSPENDED)" if st.suspended else ""),
+            str(st.received),
+            str(st.pending),
+            f"{st.last_received_at:%Y-%m-%d %H:%M:%S}Z" if st.last_received_at else "never",
+            "-" if rate is None else f"{rate:.1%} ({st.misses} of {st.hits + st.misses})",
+        )
+    console.print(table)
+    if any(st.suspended for st in hooks.values()):
+        err_console.print(
+            "[bold red]a webhook is SUSPENDED[/]: ReadyCloud stopped delivering to it. Run "
+            "`rc-sync webhooks list` for details.",
+            highlight=False,
+        )
 
 
 def _as_plain(row: Any) -> dict[str, Any]:
@@ -455,6 +493,179 @@ def demo(ctx: Ctx, n_orders: int, demo_url: str) -> None:
         lambda: run_demo(n_orders=n_orders, warehouse_url=demo_url, console=console),
         ctx.debug,
     )
+
+
+def _org_list(text: str | None) -> list[str] | None:
+    """`--orgs a,b` as a list (None when not given)."""
+    orgs = [o.strip() for o in (text or "").split(",") if o.strip()]
+    return orgs or None
+
+
+@cli.group()
+def webhooks() -> None:
+    """Near-real-time changes: receive ReadyCloud webhooks (polling stays the safety net)."""
+
+
+@webhooks.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8766, show_default=True, type=int)
+@click.option(
+    "--no-apply",
+    is_flag=True,
+    help="Only receive and store; apply with `rc-sync webhooks apply` elsewhere.",
+)
+@click.option("--ssl-certfile", help="Serve HTTPS with this certificate (PEM).")
+@click.option("--ssl-keyfile", help="Private key of --ssl-certfile (PEM).")
+@pass_ctx
+def webhooks_serve(
+    ctx: Ctx,
+    host: str,
+    port: int,
+    no_apply: bool,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+) -> None:
+    """Receive deliveries at <base>/readycloud/<org>/orders, store them durably, apply them."""
+    from rc_sync.webhooks import service
+
+    settings = _settings(ctx)
+
+    def ready(base: str) -> None:
+        err_console.print(
+            f"receiving webhooks at {base}/readycloud/<org_pk>/orders"
+            + (" (storing only; run `rc-sync webhooks apply`)" if no_apply else "")
+            + ". Press Ctrl-C to stop.",
+            highlight=False,
+        )
+
+    _guarded(
+        settings,
+        lambda: service.serve(
+            settings,
+            host=host,
+            port=port,
+            apply=not no_apply,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            on_ready=ready,
+        ),
+        ctx.debug,
+    )
+
+
+@webhooks.command("apply")
+@pass_ctx
+def webhooks_apply(ctx: Ctx) -> None:
+    """Apply stored deliveries not yet applied (for a receiver run with --no-apply)."""
+    from rc_sync.webhooks import service
+
+    settings = _settings(ctx)
+    report = _guarded(settings, lambda: service.apply_once(settings), ctx.debug)
+    console.print(
+        f"applied {report.events} webhook events: {report.orders_loaded} orders loaded "
+        f"({report.orders_new} new, {report.orders_updated} updated, "
+        f"{report.orders_unchanged} unchanged, {report.orders_skipped_older} older), "
+        f"{report.orders_deleted} marked deleted, {report.detail_requests} detail requests",
+        highlight=False,
+    )
+
+
+@webhooks.command("register")
+@click.option(
+    "--remote-url",
+    required=True,
+    help="The receiver's public base URL (https://hooks.example.com).",
+)
+@click.option(
+    "--orgs", "org_list", help="Comma-separated org pks (default: READYCLOUD_ORGS or all)."
+)
+@pass_ctx
+def webhooks_register(ctx: Ctx, remote_url: str, org_list: str | None) -> None:
+    """Create the `orders` webhook of each org (READYCLOUD_ORGS / --orgs); store its token's hash."""
+    from rc_sync.webhooks import service
+
+    settings = _settings(ctx)
+    done = _guarded(
+        settings, lambda: service.register(settings, remote_url, _org_list(org_list)), ctx.debug
+    )
+    for reg in done:
+        note = f" (replaced {reg.replaced} earlier one)" if reg.replaced else ""
+        console.print(
+            f"org {reg.org_pk}: ReadyCloud will call {reg.remote_url}{note}", highlight=False
+        )
+    console.print(
+        "Run the receiver so that this URL reaches it: `rc-sync webhooks serve` (default "
+        "127.0.0.1:8766), behind a TLS-terminating reverse proxy that forwards "
+        f"{remote_url.rstrip('/')}/readycloud/ to it (README: Near-real-time with webhooks). "
+        "Each webhook's token is stored only as a hash in the warehouse.",
+        highlight=False,
+    )
+
+
+@webhooks.command("list")
+@click.option(
+    "--orgs", "org_list", help="Comma-separated org pks (default: READYCLOUD_ORGS or all)."
+)
+@pass_ctx
+def webhooks_list(ctx: Ctx, org_list: str | None) -> None:
+    """Show each org's webhooks, loudly flagging suspended ones."""
+    from rc_sync.webhooks import service
+
+    settings = _settings(ctx)
+    hooks = _guarded(
+        settings, lambda: service.list_webhooks(settings, _org_list(org_list)), ctx.debug
+    )
+    if not hooks:
+        console.print("no webhooks; create them with `rc-sync webhooks register --remote-url URL`")
+        return
+    table = Table(title="webhooks")
+    for col in ("org", "entity", "remote url", "created", "suspended", "rc-sync's"):
+        table.add_column(col)
+    for hook in hooks:
+        suspended = (
+            f"[bold red]SUSPENDED {hook.suspended_at:%Y-%m-%d %H:%M}Z[/]"
+            if hook.suspended_at
+            else "no"
+        )
+        table.add_row(
+            hook.org_pk,
+            hook.entity,
+            hook.remote_url,
+            f"{hook.created_at:%Y-%m-%d %H:%M}Z" if hook.created_at else "-",
+            suspended,
+            "yes" if hook.known else "no (token unknown here)",
+        )
+    console.print(table)
+    for hook in hooks:
+        if hook.suspended_at:
+            base = hook.remote_url.split("/readycloud/")[0]
+            err_console.print(
+                f"[bold red]WEBHOOK SUSPENDED[/] for org {hook.org_pk} since "
+                f"{hook.suspended_at:%Y-%m-%d %H:%M}Z: ReadyCloud stopped delivering to "
+                f"{hook.remote_url} after failed deliveries. Make sure the receiver answers "
+                f"there, then re-enable it with `rc-sync webhooks register --orgs {hook.org_pk} "
+                f"--remote-url {base}` (this replaces the suspended webhook). Until then polling "
+                "keeps the warehouse correct, only slower.",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+@webhooks.command("remove")
+@click.option("--remote-url", help="Only the webhooks that deliver to this receiver base URL.")
+@click.option(
+    "--orgs", "org_list", help="Comma-separated org pks (default: READYCLOUD_ORGS or all)."
+)
+@pass_ctx
+def webhooks_remove(ctx: Ctx, remote_url: str | None, org_list: str | None) -> None:
+    """Delete the webhooks rc-sync registered (READYCLOUD_ORGS / --orgs)."""
+    from rc_sync.webhooks import service
+
+    settings = _settings(ctx)
+    removed = _guarded(
+        settings, lambda: service.remove(settings, _org_list(org_list), remote_url), ctx.debug
+    )
+    console.print(f"removed {len(removed)} webhook(s)")
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from rc_sync.report import OrgReport, RunReport
 from rc_sync.settings import Settings
 from warehouse import migrate as wh_migrate
 from warehouse import state as wh_state
+from warehouse import webhooks as wh_webhooks
 from warehouse.load import BackfillDay, Loader, LoadStats
 from warehouse.locks import org_run_lock
 from warehouse.normalize import normalize_orders
@@ -308,7 +309,7 @@ class SyncEngine:
         # normalized here, and each batch is loaded on one writer thread while the next one
         # is normalized. At most one load is in flight and loads run in batch order, so each
         # batch still commits with its own checkpoint, in order; memory stays bounded.
-        with _BatchWriter(self, loader, rep) as writer:
+        with _BatchWriter(self, loader, rep, live=live) as writer:
             for batch in self.reader.iter_window(rep.org_pk, window):
                 total = getattr(batch, "total", None)
                 if total is not None and not total_known:
@@ -421,12 +422,13 @@ class _BatchWriter:
     batch with its own checkpoint) and the error is re-raised.
     """
 
-    def __init__(self, engine: SyncEngine, loader: Loader, rep: OrgReport) -> None:
+    def __init__(self, engine: SyncEngine, loader: Loader, rep: OrgReport, *, live: bool) -> None:
         self.engine = engine
         self.loader = loader
         self.rep = rep
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc-sync-load")
         self.inflight: tuple[Future[LoadStats], int] | None = None
+        self.live = live
 
     def submit(
         self,
@@ -453,7 +455,15 @@ class _BatchWriter:
             return
         future, n_docs = self.inflight
         self.inflight = None
-        self.engine._account(self.rep, n_docs, future.result())
+        stats = future.result()
+        self.engine._account(self.rep, n_docs, stats)
+        if self.live:
+            # Events never move the watermark; polls say whether webhooks had kept up.
+            hits, misses = wh_webhooks.record_poll(
+                self.engine.db, self.rep.org_pk, stats.written, stats.current
+            )
+            self.rep.webhook_hits += hits
+            self.rep.webhook_misses += misses
 
     def __enter__(self) -> _BatchWriter:
         return self

@@ -27,6 +27,8 @@ class OrgReport:
     orders_skipped_older: int = 0
     orders_deleted: int = 0
     orders_restored: int = 0
+    webhook_hits: int = 0  # changed orders a webhook had already applied (live syncs)
+    webhook_misses: int = 0  # changed orders the poll had to repair although webhooks were on
     load_issues_new: int = 0
     batches: int = 0
     days_done: int = 0

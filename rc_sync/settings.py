@@ -95,6 +95,16 @@ class Settings(BaseSettings):
     batch_orders: int = Field(
         1000, ge=1, le=100_000, validation_alias=_env("batch_orders", "RC_SYNC_BATCH_ORDERS")
     )
+    webhook_retention_days: float = Field(
+        7.0,
+        gt=0,
+        validation_alias=_env("webhook_retention_days", "RC_SYNC_WEBHOOK_RETENTION_DAYS"),
+    )
+    webhook_max_body_bytes: int = Field(
+        5 * 1024 * 1024,
+        ge=1024,
+        validation_alias=_env("webhook_max_body_bytes", "RC_SYNC_WEBHOOK_MAX_BODY_BYTES"),
+    )
 
     @field_validator("readycloud_base_url")
     @classmethod

@@ -239,6 +239,57 @@ TABLES: dict[str, TableDoc] = {
             ("finished_at", "when the day was committed", TS),
         ),
     ),
+    "webhook_events": TableDoc(
+        "One row per accepted webhook delivery, committed before the delivery was acknowledged.",
+        _cols(
+            ("id", "event id, in order of arrival", COUNT),
+            _ORG,
+            ("entity", "webhook entity (orders)", TEXT),
+            ("method", "HTTP method of the delivery: PUT, POST or DELETE", TEXT),
+            ("object_url", "url of the object the delivery is about", TEXT),
+            ("order_pk", "order pk the delivery is about (NULL when not known)", KEY),
+            ("body", "the delivered JSON document, as received", JSON),
+            ("content_hash", "SHA-256 of the delivered body bytes", TEXT),
+            ("received_at", "when the receiver committed the delivery", TS),
+            ("nested_updated_at", "the delivered order's nested_updated_at", TS),
+            ("applied_at", "when the applier applied it (NULL while pending)", TS),
+            (
+                "outcome",
+                "what applying did: applied, unchanged, older, deleted, superseded, gone, invalid",
+                TEXT,
+            ),
+            ("requests", "API requests spent completing it (detail GETs)", COUNT),
+            (
+                "poll_verdict",
+                "hit when the next poll found the warehouse already current, miss when it repaired it",
+                TEXT,
+            ),
+            ("polled_at", "when the poll that gave the verdict ran", TS),
+        ),
+    ),
+    "webhook_registrations": TableDoc(
+        "Webhooks rc-sync registered, with a SHA-256 of each token (never the token).",
+        _cols(
+            _ORG,
+            ("webhook_url", "url of the webhook object at ReadyCloud", TEXT),
+            ("entity", "webhook entity (orders)", TEXT),
+            ("remote_url", "where ReadyCloud delivers", TEXT),
+            ("token_sha256", "hex SHA-256 of the webhook token", TEXT),
+            ("registered_at", "when rc-sync registered it", TS),
+            ("suspended_at", "suspended_at as last seen at ReadyCloud", TS),
+            ("checked_at", "when rc-sync last read it from ReadyCloud", TS),
+        ),
+    ),
+    "webhook_poll_checks": TableDoc(
+        "Per incremental poll and org: changes webhooks had already delivered (hits) or missed.",
+        _cols(
+            ("id", "check id", COUNT),
+            _ORG,
+            ("polled_at", "when the poll's batch was loaded", TS),
+            ("hits", "changed orders the warehouse already had from a webhook", COUNT),
+            ("misses", "changed orders the poll had to repair", COUNT),
+        ),
+    ),
 }
 
 VIEWS: dict[str, TableDoc] = {

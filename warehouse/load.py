@@ -52,6 +52,10 @@ class LoadStats:
     docs_skipped: int = 0
     tables: dict[str, TableCounts] = field(default_factory=_table_counts)
     watermark: datetime | None = None
+    # Orders this batch wrote (pk -> incoming nested_updated_at) and found already current;
+    # the live sync uses them for the webhook hit/miss verdicts (not merged by `add`).
+    written: dict[str, datetime | None] = field(default_factory=dict)
+    current: list[str] = field(default_factory=list)
 
     def add(self, other: LoadStats) -> None:
         """Accumulate another batch's stats (the watermark keeps the latest value)."""
@@ -358,6 +362,8 @@ class Loader:
                 stats.orders_updated += 1
             changed.append(pk)
             write_at.append(index)
+            stats.written[pk] = nested[index]
+        stats.current = unchanged
 
         for chunk in _chunks(unchanged):
             conn.execute(

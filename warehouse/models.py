@@ -249,6 +249,56 @@ class BackfillProgress(Base):
     finished_at: Mapped[datetime]
 
 
+class WebhookEvent(Base):
+    """One accepted webhook delivery, committed before it was acknowledged."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (sa.Index("ix_webhook_events_org_pk_order_pk", "org_pk", "order_pk"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
+    org_pk: Mapped[str]
+    entity: Mapped[str]
+    method: Mapped[str]
+    object_url: Mapped[str | None]
+    order_pk: Mapped[str | None]
+    body: Mapped[Any | None]
+    content_hash: Mapped[str]
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    nested_updated_at: Mapped[datetime | None]
+    applied_at: Mapped[datetime | None] = mapped_column(index=True)
+    outcome: Mapped[str | None]
+    requests: Mapped[int | None]
+    poll_verdict: Mapped[str | None]
+    polled_at: Mapped[datetime | None]
+
+
+class WebhookRegistration(Base):
+    """A webhook rc-sync registered: the SHA-256 of its token, never the token itself."""
+
+    __tablename__ = "webhook_registrations"
+
+    org_pk: Mapped[str] = _key()
+    webhook_url: Mapped[str] = _key()
+    entity: Mapped[str]
+    remote_url: Mapped[str]
+    token_sha256: Mapped[str]
+    registered_at: Mapped[datetime]
+    suspended_at: Mapped[datetime | None]
+    checked_at: Mapped[datetime | None]
+
+
+class WebhookPollCheck(Base):
+    """What one incremental poll found about webhook freshness for one org."""
+
+    __tablename__ = "webhook_poll_checks"
+
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
+    org_pk: Mapped[str] = mapped_column(index=True)
+    polled_at: Mapped[datetime] = mapped_column(index=True)
+    hits: Mapped[int]
+    misses: Mapped[int]
+
+
 metadata = Base.metadata
 orders_table = cast(sa.Table, Order.__table__)
 boxes_table = cast(sa.Table, Box.__table__)
@@ -258,6 +308,9 @@ load_issues_table = cast(sa.Table, LoadIssue.__table__)
 sync_state_table = cast(sa.Table, SyncState.__table__)
 sync_runs_table = cast(sa.Table, SyncRun.__table__)
 backfill_progress_table = cast(sa.Table, BackfillProgress.__table__)
+webhook_events_table = cast(sa.Table, WebhookEvent.__table__)
+webhook_registrations_table = cast(sa.Table, WebhookRegistration.__table__)
+webhook_poll_checks_table = cast(sa.Table, WebhookPollCheck.__table__)
 
 
 def _attach_comments() -> None:
