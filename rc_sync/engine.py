@@ -459,11 +459,15 @@ class _BatchWriter:
         self.engine._account(self.rep, n_docs, stats)
         if self.live:
             # Events never move the watermark; polls say whether webhooks had kept up.
-            hits, misses = wh_webhooks.record_poll(
-                self.engine.db, self.rep.org_pk, stats.written, stats.current
-            )
-            self.rep.webhook_hits += hits
-            self.rep.webhook_misses += misses
+            try:
+                hits, misses = wh_webhooks.record_poll(
+                    self.engine.db, self.rep.org_pk, stats.written, stats.current
+                )
+            except Exception as exc:  # a statistic: never fail a sync that loaded its rows
+                log.warning("could not record webhook hits/misses (%s)", type(exc).__name__)
+            else:
+                self.rep.webhook_hits += hits
+                self.rep.webhook_misses += misses
 
     def __enter__(self) -> _BatchWriter:
         return self

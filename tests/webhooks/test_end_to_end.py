@@ -117,3 +117,20 @@ def test_events_never_move_the_watermark(hooked: Hooked) -> None:
     finally:
         engine.dispose()
     assert marks == after
+
+
+@pytest.mark.parametrize("target", ["sqlite"], indirect=True)
+def test_a_failing_verdict_never_fails_the_sync(
+    hooked: Hooked, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from warehouse import webhooks as wh
+
+    def broken(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        raise RuntimeError("bookkeeping down")
+
+    monkeypatch.setattr(wh, "record_poll", broken)
+    mutate_updates(hooked.server, 5)
+    with SyncEngine(hooked.settings) as engine:
+        report = engine.sync_incremental()
+    assert report.status == "success"
+    assert_warehouse_matches(hooked.target, hooked.server.store.expected_rows())
