@@ -2,26 +2,14 @@
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at import.
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pipelines import metadata, queries
-from pipelines.partitions import (
-    daily_partitions,
-    day_bounds,
-    days_in_range,
-    key_to_day,
-    today_key,
-)
-from pipelines.resources import (
-    ReadyCloudResource,
-    WarehouseResource,
-    fatal_errors_fail_fast,
-    open_engine,
-)
+from pipelines import metadata
+from pipelines.partitions import daily_partitions, key_to_day, start_key, today_key
+from pipelines.resources import RcSyncResource
+from rc_sync.catalog import DATA_TABLES, VIEW_NAMES
 from rc_sync.report import RunReport
 
 GROUP = "readycloud"
@@ -44,6 +32,7 @@ VIEW_DESCRIPTIONS = {
     "order_lines": "Analyst view: one row per item line with its order, box and ship-to context.",
     "daily_order_summary": "Analyst view: orders, items and money per org, UTC day and currency.",
 }
+VIEW_PARENTS = {"order_lines": DATA_TABLES, "daily_order_summary": ("orders", "items")}
 
 
 def asset_key(name: str) -> dg.AssetKey:
@@ -51,8 +40,8 @@ def asset_key(name: str) -> dg.AssetKey:
     return dg.AssetKey([GROUP, name])
 
 
-TABLE_KEYS = {name: asset_key(name) for name in metadata.DATA_TABLES}
-VIEW_KEYS = {name: asset_key(name) for name in metadata.VIEW_NAMES}
+TABLE_KEYS = {name: asset_key(name) for name in DATA_TABLES}
+VIEW_KEYS = {name: asset_key(name) for name in VIEW_NAMES}
 
 # Transient failures (connection errors, 5xx after the client's own retries, lock timeouts)
 # retry the whole step with exponential backoff and jitter: 30 s, ~60 s, ~120 s.
@@ -61,14 +50,14 @@ SYNC_RETRY_POLICY = dg.RetryPolicy(
 )
 
 
-def _table_spec(name: str) -> dg.AssetSpec:
+def _spec(name: str, description: str, kind: str, **kwargs: object) -> dg.AssetSpec:
     return dg.AssetSpec(
-        TABLE_KEYS[name],
-        description=TABLE_DESCRIPTIONS[name],
+        asset_key(name),
+        description=description,
         group_name=GROUP,
-        kinds={"sql", "python"},
+        kinds={kind, metadata.storage_kind()},
         metadata=metadata.definition_metadata(name),
-        tags={"rc_sync/source": "readycloud-api-v2"},
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -87,7 +76,10 @@ def backfill_key(context: AssetExecutionContext) -> str:
 
 @dg.multi_asset(
     name="readycloud_sync",
-    specs=[_table_spec(name) for name in metadata.DATA_TABLES],
+    specs=[
+        _spec(n, TABLE_DESCRIPTIONS[n], "python", tags={"rc_sync/source": "readycloud-api-v2"})
+        for n in DATA_TABLES
+    ],
     check_specs=[
         dg.AssetCheckSpec(
             LOAD_ISSUES_CHECK,
@@ -102,64 +94,57 @@ def backfill_key(context: AssetExecutionContext) -> str:
     op_tags={"rc_sync/reads": "readycloud-api"},
 )
 def readycloud_sync(
-    context: AssetExecutionContext, readycloud: ReadyCloudResource, warehouse: WarehouseResource
+    context: AssetExecutionContext, rc_sync: RcSyncResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Read the selected days (or, on refresh runs, everything changed) from ReadyCloud once."""
-    keys = context.partition_keys
-    started = datetime.now(UTC)
-    mode = run_mode(context)
-    with fatal_errors_fail_fast(), open_engine(readycloud, warehouse) as engine:
-        if mode == INCREMENTAL:
+    with rc_sync.engine(describe_days=True) as engine:
+        if run_mode(context) == INCREMENTAL:
             context.log.info("refresh run: incremental sync from the live watermark")
             report = engine.sync_incremental()
         else:
-            days = days_in_range(keys[0], keys[-1])
-            key = backfill_key(context)
-            context.log.info(f"backfill of {len(days)} day(s) {keys[0]}..{keys[-1]} (key {key})")
-            report = engine.backfill_days(days, key=key)
-        db = engine.db
-        since, until = day_bounds(key_to_day(keys[0]), key_to_day(keys[-1]))
-        with db.connect() as conn:
-            counts = {
-                t: queries.rows_in_window(conn, t, since, until) for t in metadata.DATA_TABLES
-            }
-            touched = _touched_keys(conn, report, set(keys)) if mode == INCREMENTAL else []
-            new_issues = queries.load_issues_since(conn, started)
+            days = [key_to_day(k) for k in context.partition_keys]
+            context.log.info(f"backfill of {len(days)} day(s), key {backfill_key(context)}")
+            report = engine.backfill_days(days, key=backfill_key(context))
     _log_report(context, report)
-    for name in metadata.DATA_TABLES:
-        meta = metadata.table_metadata(report, name, counts[name])
-        if len(keys) > 1:  # a range run: the count covers the whole range, not one day
-            meta["rc_sync/rows_in_run_window"] = meta.pop("dagster/row_count")
-        meta["rc_sync/partitions"] = f"{keys[0]}..{keys[-1]}" if len(keys) > 1 else keys[0]
-        if touched:
-            meta["rc_sync/other_partitions_touched"] = (
-                ", ".join(touched)
-                if len(touched) <= MAX_REPORTED_PARTITIONS
-                else f"{len(touched)} days, {touched[0]}..{touched[-1]} (not marked one by one)"
+    context.instance.add_run_tags(context.run.run_id, metadata.run_tags(report))
+    for day in context.partition_keys:  # each partition gets its own day's figures
+        for name in DATA_TABLES:
+            context.add_asset_metadata(
+                metadata.day_metadata(report, name, day), TABLE_KEYS[name], partition_key=day
             )
-        yield dg.MaterializeResult(asset_key=TABLE_KEYS[name], metadata=meta)
-    if len(touched) <= MAX_REPORTED_PARTITIONS:
-        for partition in touched:
-            for name in metadata.DATA_TABLES:
-                context.log_event(
-                    dg.AssetMaterialization(
-                        asset_key=TABLE_KEYS[name],
-                        partition=partition,
-                        description="Refreshed by an incremental run of another partition.",
-                        metadata={
-                            "rc_sync/mode": INCREMENTAL,
-                            "rc_sync/refresh_run": context.run.run_id,
-                        },
-                    )
-                )
-    else:
+    _mark_other_days(context, report)
+    for name in DATA_TABLES:
+        yield dg.MaterializeResult(asset_key=TABLE_KEYS[name])
+    yield _load_issues_check(report)
+
+
+def _mark_other_days(context: AssetExecutionContext, report: RunReport) -> None:
+    """Record the other days a refresh run loaded orders for, each with its own row counts."""
+    own, first, last = set(context.partition_keys), start_key(), today_key()
+    others = [d for d in report.touched_days if first <= d <= last and d not in own]
+    if len(others) > MAX_REPORTED_PARTITIONS:
         context.log.info(
-            f"this run loaded orders of {len(touched)} other days ({touched[0]}..{touched[-1]}); "
+            f"this run loaded orders of {len(others)} other days ({others[0]}..{others[-1]}); "
             f"more than {MAX_REPORTED_PARTITIONS}, so they are not marked one by one "
             "(launch a backfill of that range to see them as materialized)"
         )
+        return
+    for day in others:
+        for name in DATA_TABLES:
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=TABLE_KEYS[name],
+                    partition=day,
+                    description="Refreshed by an incremental run of another partition.",
+                    metadata=metadata.day_metadata(report, name, day),
+                )
+            )
+
+
+def _load_issues_check(report: RunReport) -> dg.AssetCheckResult:
+    """WARN when the run recorded new load issues, with where they are."""
     issues_total = report.total("load_issues_new")
-    yield dg.AssetCheckResult(
+    return dg.AssetCheckResult(
         asset_key=TABLE_KEYS["orders"],
         check_name=LOAD_ISSUES_CHECK,
         passed=issues_total == 0,
@@ -171,30 +156,13 @@ def readycloud_sync(
         ),
         metadata={
             "load_issues_new": issues_total,
-            "by_column": dg.MetadataValue.json(
-                [{k: v for k, v in row.items()} for row in new_issues[:50]]
-            ),
+            "by_column": dg.MetadataValue.json(report.load_issues[:50]),
         },
     )
 
 
-def _touched_keys(conn: Any, report: RunReport, own: set[str]) -> list[str]:
-    """Partition keys, other than the run's own, whose days got rows from an incremental run."""
-    since_values = [o.window_since for o in report.orgs]
-    since = (
-        None
-        if any(s is None for s in since_values) or not since_values
-        else min(s for s in since_values if s is not None)
-    )
-    until_values = [o.window_until for o in report.orgs if o.window_until is not None]
-    until = max(until_values) if until_values else None
-    first, last = daily_partitions.start.date().isoformat(), today_key()
-    days = queries.orders_per_day(conn, since, until)
-    return sorted(day for day in days if first <= day <= last and day not in own)
-
-
 def _log_report(context: AssetExecutionContext, report: RunReport) -> None:
-    """One log line per org (never the token: the report holds none)."""
+    """One log line per org, and the run's totals (never the token: the report holds none)."""
     for org in report.orgs:
         context.log.info(
             f"org {org.org_pk} [{org.mode}, {org.path or 'n/a'}]: {org.orders_read} read, "
@@ -211,48 +179,24 @@ def _log_report(context: AssetExecutionContext, report: RunReport) -> None:
 @dg.multi_asset(
     name="readycloud_views",
     specs=[
-        dg.AssetSpec(
-            VIEW_KEYS["order_lines"],
-            description=VIEW_DESCRIPTIONS["order_lines"],
-            group_name=GROUP,
-            deps=[TABLE_KEYS[t] for t in metadata.DATA_TABLES],
-            kinds={"sql", "view"},
-            metadata=metadata.definition_metadata("order_lines"),
+        _spec(
+            name,
+            VIEW_DESCRIPTIONS[name],
+            "view",
+            deps=[TABLE_KEYS[t] for t in VIEW_PARENTS[name]],
             skippable=True,
-        ),
-        dg.AssetSpec(
-            VIEW_KEYS["daily_order_summary"],
-            description=VIEW_DESCRIPTIONS["daily_order_summary"],
-            group_name=GROUP,
-            deps=[TABLE_KEYS["orders"], TABLE_KEYS["items"]],
-            kinds={"sql", "view"},
-            metadata=metadata.definition_metadata("daily_order_summary"),
-            skippable=True,
-        ),
+        )
+        for name in VIEW_NAMES
     ],
     can_subset=True,
     # Lets `dagster asset materialize --partition-range` include the views with the tables.
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def readycloud_views(
-    context: AssetExecutionContext, warehouse: WarehouseResource
+    context: AssetExecutionContext, rc_sync: RcSyncResource
 ) -> Iterator[dg.MaterializeResult]:
     """Confirm the analyst views (created by the migrations) answer, and report their size."""
-    engine = warehouse.make_engine()
-    try:
-        with engine.connect() as conn:
-            for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):
-                view = key.path[-1]
-                try:
-                    rows = queries.view_row_count(conn, view)
-                except Exception as exc:
-                    raise dg.Failure(
-                        description=(
-                            f"view {view} is not queryable ({type(exc).__name__}); "
-                            "apply the migrations with `rc-sync migrate`"
-                        ),
-                        allow_retries=False,
-                    ) from None
-                yield dg.MaterializeResult(asset_key=key, metadata={"dagster/row_count": rows})
-    finally:
-        engine.dispose()
+    with rc_sync.engine() as engine:
+        for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):
+            rows = engine.view_rows(key.path[-1])
+            yield dg.MaterializeResult(asset_key=key, metadata={"dagster/row_count": rows})

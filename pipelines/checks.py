@@ -1,35 +1,22 @@
 """Asset checks on the warehouse tables: keys, orphans, freshness, and counts against the API."""
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at import.
-import os
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 from dagster import AssetCheckExecutionContext
 
-from pipelines import queries
 from pipelines.assets import POOL, TABLE_KEYS
-from pipelines.partitions import day_bounds, key_to_day, today_key
-from pipelines.resources import ReadyCloudResource, WarehouseResource, open_engine
-
-FRESHNESS_ENV = "RC_SYNC_FRESHNESS_LIMIT_MINUTES"
-DEFAULT_FRESHNESS_MINUTES = 60.0
+from pipelines.partitions import key_to_day, today_key
+from pipelines.resources import RcSyncResource
+from rc_sync.catalog import PARENTS, PRIMARY_KEYS
 
 UNIQUE = "unique_keys"
 ORPHANS = "no_orphans"
 FRESHNESS = "watermark_fresh"
 ROW_COUNT = "row_count_matches_api"
-
-# Child table -> the parent whose key its rows must find.
-PARENTS = {"boxes": "orders", "items": "boxes", "addresses": "orders"}
-
-
-def freshness_limit() -> timedelta:
-    """How far the live watermark may lag behind now: RC_SYNC_FRESHNESS_LIMIT_MINUTES or 60."""
-    value = os.environ.get(FRESHNESS_ENV, "").strip()
-    return timedelta(minutes=float(value) if value else DEFAULT_FRESHNESS_MINUTES)
-
 
 INTEGRITY_SPECS = [
     *[
@@ -37,7 +24,7 @@ INTEGRITY_SPECS = [
             UNIQUE,
             asset=key,
             blocking=True,
-            description=f"Every {name} key ({', '.join(queries.KEYS[name])}) occurs once.",
+            description=f"Every {name} key ({', '.join(PRIMARY_KEYS[name])}) occurs once.",
         )
         for name, key in TABLE_KEYS.items()
     ],
@@ -55,10 +42,15 @@ INTEGRITY_SPECS = [
         asset=TABLE_KEYS["orders"],
         description=(
             "The live watermark of every org (or its last applied webhook event, when a webhook "
-            "is active) is within the freshness limit of now."
+            "is active) is within the freshness limit of now (passes as not applicable before "
+            "the first live sync)."
         ),
     ),
 ]
+
+
+def _examples(rows: list[tuple[object, ...]]) -> dg.MetadataValue:
+    return dg.MetadataValue.json([list(map(str, row)) for row in rows])
 
 
 @dg.multi_asset_check(
@@ -68,94 +60,93 @@ INTEGRITY_SPECS = [
     description="Key uniqueness and orphan checks (blocking) plus watermark freshness, in SQL.",
 )
 def readycloud_integrity_checks(
-    context: AssetCheckExecutionContext, warehouse: WarehouseResource
+    context: AssetCheckExecutionContext, rc_sync: RcSyncResource
 ) -> Iterator[dg.AssetCheckResult]:
     """Check keys, parent rows and watermark lag in the warehouse."""
     selected = context.selected_asset_check_keys
-    engine = warehouse.make_engine()
-    try:
-        with engine.connect() as conn:
-            for name, key in TABLE_KEYS.items():
-                if dg.AssetCheckKey(key, UNIQUE) not in selected:
-                    continue
-                dupes = queries.duplicate_key_count(conn, name)
-                examples = queries.duplicate_keys(conn, name) if dupes else []
+    with rc_sync.engine() as engine:
+        for name, key in TABLE_KEYS.items():
+            if dg.AssetCheckKey(key, UNIQUE) in selected:
+                dupes, examples = engine.duplicate_keys(name)
                 yield dg.AssetCheckResult(
                     asset_key=key,
                     check_name=UNIQUE,
                     passed=dupes == 0,
                     severity=dg.AssetCheckSeverity.ERROR,
                     description=None if dupes == 0 else f"{dupes} duplicated key(s) in {name}",
-                    metadata={
-                        "duplicated_keys": dupes,
-                        "examples": dg.MetadataValue.json([list(map(str, e)) for e in examples]),
-                    },
+                    metadata={"duplicated_keys": dupes, "examples": _examples(examples)},
                 )
-            for child, parent in PARENTS.items():
-                key = TABLE_KEYS[child]
-                if dg.AssetCheckKey(key, ORPHANS) not in selected:
-                    continue
-                total, examples = queries.orphans(conn, child, parent)
+        for child, parent in PARENTS.items():
+            if dg.AssetCheckKey(TABLE_KEYS[child], ORPHANS) in selected:
+                total, examples = engine.orphans(child)
                 yield dg.AssetCheckResult(
-                    asset_key=key,
+                    asset_key=TABLE_KEYS[child],
                     check_name=ORPHANS,
                     passed=total == 0,
                     severity=dg.AssetCheckSeverity.ERROR,
                     description=None if total == 0 else f"{total} {child} row(s) without {parent}",
-                    metadata={
-                        "orphans": total,
-                        "examples": dg.MetadataValue.json([list(map(str, e)) for e in examples]),
-                    },
+                    metadata={"orphans": total, "examples": _examples(examples)},
                 )
-            if dg.AssetCheckKey(TABLE_KEYS["orders"], FRESHNESS) in selected:
-                from warehouse import webhooks as wh
-
-                yield _freshness(queries.watermarks(conn), wh.last_applied(engine))
-    finally:
-        engine.dispose()
+        if dg.AssetCheckKey(TABLE_KEYS["orders"], FRESHNESS) in selected:
+            yield _freshness(
+                engine.watermarks(),
+                engine.webhooks_applied(),
+                engine.settings.dagster.freshness_limit_minutes,
+            )
 
 
 def _freshness(
-    marks: dict[str, datetime | None], pushed: dict[str, datetime] | None = None
+    marks: Mapping[str, datetime | None],
+    pushed: Mapping[str, datetime],
+    limit_minutes: float,
 ) -> dg.AssetCheckResult:
     """Pass when every org's data lags now by less than the limit.
 
     An org's data is as fresh as its live watermark or, when it has an active (unsuspended)
     webhook, the last webhook event applied, whichever is later: webhooks keep it current
     between polls, and the polls that repair missed deliveries still move the watermark.
+    Before any live (incremental) sync there is nothing to judge: the check passes and says
+    so, since backfills never set the live watermark.
     """
-    limit = freshness_limit()
     now = datetime.now(UTC)
-    pushed = pushed or {}
     fresh_at = {
         org: max((t for t in (mark, pushed.get(org)) if t is not None), default=None)
         for org, mark in marks.items()
     }
-    lags = {org: (now - at).total_seconds() if at else None for org, at in fresh_at.items()}
-    stale = sorted(org for org, lag in lags.items() if lag is None or lag > limit.total_seconds())
-    if not marks:
-        description = "no live sync has run yet (no sync_state rows)"
-    elif stale:
-        description = f"watermark older than {limit} (or missing) for org(s) {', '.join(stale)}"
-    else:
-        description = None
-    known = [lag for lag in lags.values() if lag is not None]
+    lags = {org: (now - at).total_seconds() / 60 for org, at in fresh_at.items() if at}
+    meta: dict[str, Any] = {"limit_minutes": limit_minutes}
+    if not lags:
+        return dg.AssetCheckResult(
+            asset_key=TABLE_KEYS["orders"],
+            check_name=FRESHNESS,
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                "not applicable yet: no live (incremental) sync has run, and backfills do not "
+                "set the live watermark; the refresh schedule (or `rc-sync sync`) starts it"
+            ),
+            metadata=meta,
+        )
+    stale = sorted(org for org in marks if org not in lags or lags[org] > limit_minutes)
+    meta["max_lag_minutes"] = round(max(lags.values()), 2)
+    meta["watermarks"] = dg.MetadataValue.json(
+        {org: mark.isoformat() if mark else None for org, mark in marks.items()}
+    )
+    meta["webhook_applied_at"] = dg.MetadataValue.json(
+        {org: at.isoformat() for org, at in pushed.items() if org in marks}
+    )
     return dg.AssetCheckResult(
         asset_key=TABLE_KEYS["orders"],
         check_name=FRESHNESS,
-        passed=bool(marks) and not stale,
+        passed=not stale,
         severity=dg.AssetCheckSeverity.WARN,
-        description=description,
-        metadata={
-            "limit_minutes": limit.total_seconds() / 60,
-            "max_lag_minutes": round(max(known) / 60, 2) if known else -1,
-            "watermarks": dg.MetadataValue.json(
-                {org: mark.isoformat() if mark else None for org, mark in marks.items()}
-            ),
-            "webhook_applied_at": dg.MetadataValue.json(
-                {org: at.isoformat() for org, at in pushed.items() if org in marks}
-            ),
-        },
+        description=(
+            f"watermark older than {limit_minutes:g} min (or no live sync yet) for org(s) "
+            f"{', '.join(stale)}"
+            if stale
+            else f"every org's watermark is within {limit_minutes:g} min of now"
+        ),
+        metadata=meta,
     )
 
 
@@ -178,22 +169,12 @@ def run_partition_range(tags: Mapping[str, str]) -> tuple[str, str] | None:
     pool=POOL,
 )
 def row_count_matches_api(
-    context: AssetCheckExecutionContext,
-    readycloud: ReadyCloudResource,
-    warehouse: WarehouseResource,
+    context: AssetCheckExecutionContext, rc_sync: RcSyncResource
 ) -> dg.AssetCheckResult:
     """Compare the warehouse's order count of the run's days with the API's, per org."""
     first, last = run_partition_range(context.run.tags) or (today_key(), today_key())
-    since, until = day_bounds(key_to_day(first), key_to_day(last))
-    per_org: dict[str, dict[str, int]] = {}
-    with open_engine(readycloud, warehouse) as engine:
-        orgs = engine.resolve_orgs()
-        with engine.db.connect() as conn:
-            for org in orgs:
-                per_org[org] = {
-                    "warehouse": queries.rows_in_window(conn, "orders", since, until, [org]),
-                    "api": engine.count_window(org, since, until),
-                }
+    with rc_sync.engine() as engine:
+        per_org = engine.compare_counts(key_to_day(first), key_to_day(last))
     off = {org: c for org, c in per_org.items() if c["warehouse"] != c["api"]}
     window = first if first == last else f"{first}..{last}"
     return dg.AssetCheckResult(

@@ -1,112 +1,74 @@
-"""Asset metadata: column schemas from the warehouse models and run figures from a RunReport."""
+"""Asset metadata: column schemas in the warehouse's dialect, and one day's figures of a run."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import dagster as dg
-import sqlalchemy as sa
 
+from rc_sync import catalog
 from rc_sync.report import RunReport
-
-DATA_TABLES = ("orders", "boxes", "items", "addresses")
-VIEW_NAMES = ("order_lines", "daily_order_summary")
-
-
-def _column_type(column: sa.Column[Any]) -> str:
-    """A short, dialect-neutral type name for the UI."""
-    try:
-        return str(column.type.compile(dialect=sa.dialects.postgresql.dialect())).lower()
-    except Exception:  # custom types without a PostgreSQL rendering
-        return type(column.type).__name__.lower()
-
-
-def table_description(name: str) -> str | None:
-    """The data dictionary's one-line description of a table or view."""
-    from warehouse import dictionary
-
-    doc = dictionary.TABLES.get(name) or dictionary.VIEWS.get(name)
-    return doc.description if doc else None
-
-
-def table_schema(name: str) -> dg.TableSchema | None:
-    """Column names, types, units and descriptions of a warehouse table or view."""
-    from warehouse import dictionary, models
-
-    table = models.metadata.tables.get(name)
-    doc = dictionary.TABLES.get(name) or dictionary.VIEWS.get(name)
-    columns: list[dg.TableColumn] = []
-    if table is not None:
-        for column in table.columns:
-            col_doc = doc.columns.get(column.name) if doc else None
-            columns.append(
-                dg.TableColumn(
-                    name=column.name,
-                    type=_column_type(column),
-                    description=col_doc.comment() if col_doc else None,
-                    constraints=dg.TableColumnConstraints(nullable=bool(column.nullable)),
-                )
-            )
-        key = [c.name for c in table.primary_key.columns]
-        return dg.TableSchema(
-            columns=columns,
-            constraints=dg.TableConstraints(other=[f"primary key ({', '.join(key)})"]),
-        )
-    if doc is not None:  # a view: its dictionary entry is the schema
-        for col_name, col_doc in doc.columns.items():
-            columns.append(
-                dg.TableColumn(name=col_name, type=col_doc.unit, description=col_doc.description)
-            )
-        return dg.TableSchema(columns=columns)
-    return None
 
 
 def definition_metadata(name: str) -> dict[str, Any]:
-    """Static metadata of a table asset: its column schema and where it lives."""
-    meta: dict[str, Any] = {"dagster/table_name": name}
-    schema = table_schema(name)
-    if schema is not None:
-        meta["dagster/column_schema"] = schema
+    """Static metadata of a table or view asset: its columns, key and where it is stored."""
+    info = catalog.describe(name, catalog.configured_warehouse())
+    columns = [
+        dg.TableColumn(
+            name=c.name,
+            type=c.type,
+            description=c.description,
+            constraints=None
+            if c.nullable is None
+            else dg.TableColumnConstraints(nullable=c.nullable),
+        )
+        for c in info.columns
+    ]
+    key = f"primary key ({', '.join(info.primary_key)})"
+    constraints = dg.TableConstraints(other=[key]) if info.primary_key else None
+    return {
+        "dagster/table_name": info.qualified_name,
+        "dagster/column_schema": dg.TableSchema(columns=columns, constraints=constraints),
+        "rc_sync/storage": info.storage,
+    }
+
+
+def storage_kind() -> str:
+    """The Dagster kind (icon) of the configured warehouse: sqlite or postgres."""
+    dialect = catalog.dialect_of(catalog.configured_warehouse()).name
+    return "postgres" if dialect == "postgresql" else dialect
+
+
+def day_metadata(report: RunReport, table: str, day: str) -> dict[str, Any]:
+    """One partition's own figures: the table's rows of that day and what the run wrote to it."""
+    meta: dict[str, Any] = {
+        "dagster/row_count": report.day_rows.get(day, {}).get(table, 0),
+        "rc_sync/mode": report.kind,
+    }
+    writes = report.day_writes.get(day)
+    if writes is not None:  # backfills know what each day wrote; refresh runs only in total
+        counts = writes[table]
+        meta.update(
+            rows_inserted=counts.inserted, rows_updated=counts.updated, rows_deleted=counts.deleted
+        )
     return meta
 
 
-def report_metadata(report: RunReport) -> dict[str, Any]:
-    """Run-level figures shared by the four table assets: API traffic, watermarks, paths, time."""
-    watermarks = {
-        o.org_pk: {
-            "before": o.watermark_before.isoformat() if o.watermark_before else None,
-            "after": o.watermark_after.isoformat() if o.watermark_after else None,
-        }
-        for o in report.orgs
-    }
+def run_tags(report: RunReport) -> dict[str, str]:
+    """Run-level totals (API traffic, orders, time), recorded on the run rather than each day."""
     paths = sorted({o.path for o in report.orgs if o.path})
     return {
-        "rc_sync/mode": report.kind,
-        "rc_sync/orgs": ", ".join(o.org_pk for o in report.orgs),
-        "rc_sync/orders_read": report.total("orders_read"),
-        "rc_sync/orders_new": report.total("orders_new"),
-        "rc_sync/orders_updated": report.total("orders_updated"),
-        "rc_sync/orders_unchanged": report.total("orders_unchanged"),
-        "rc_sync/load_issues_new": report.total("load_issues_new"),
-        "rc_sync/days_done": report.total("days_done"),
-        "rc_sync/days_skipped": report.total("days_skipped"),
-        "rc_sync/api_requests": report.requests,
-        "rc_sync/api_retries": report.retries,
-        "rc_sync/api_429s": report.throttled,
-        "rc_sync/change_detection_path": ", ".join(paths) or "n/a",
-        "rc_sync/watermarks": dg.MetadataValue.json(watermarks),
-        "rc_sync/elapsed_s": round(report.elapsed_s, 3),
-        "rc_sync/warehouse_run_id": report.run_id if report.run_id is not None else -1,
-    }
-
-
-def table_metadata(report: RunReport, table: str, row_count: int) -> dict[str, Any]:
-    """What one run wrote to one table, plus the run-level figures and the row count."""
-    counts = report.table_total(table)
-    return {
-        "dagster/row_count": row_count,
-        "rows_inserted": counts.inserted,
-        "rows_updated": counts.updated,
-        "rows_deleted": counts.deleted,
-        **report_metadata(report),
+        "rc_sync/orgs": ",".join(o.org_pk for o in report.orgs),
+        "rc_sync/orders_read": str(report.total("orders_read")),
+        "rc_sync/orders_new": str(report.total("orders_new")),
+        "rc_sync/orders_updated": str(report.total("orders_updated")),
+        "rc_sync/orders_unchanged": str(report.total("orders_unchanged")),
+        "rc_sync/load_issues_new": str(report.total("load_issues_new")),
+        "rc_sync/days_done": str(report.total("days_done")),
+        "rc_sync/days_skipped": str(report.total("days_skipped")),
+        "rc_sync/api_requests": str(report.requests),
+        "rc_sync/api_retries": str(report.retries),
+        "rc_sync/api_429s": str(report.throttled),
+        "rc_sync/change_detection_path": ",".join(paths) or "n/a",
+        "rc_sync/elapsed_s": f"{report.elapsed_s:.1f}",
     }

@@ -1,24 +1,23 @@
-"""Dagster resources: the ReadyCloud API connection and the warehouse, as one rc_sync engine."""
+"""The one Dagster resource: rc-sync's settings for a run, yielding the SyncEngine.
+
+Every field is optional: what a field leaves empty comes from the environment (or `.env`)
+through `rc_sync.settings`, the same classes the command line reads. The resource is the only
+place where errors become `dg.Failure`: errors that retrying cannot fix (`is_fatal`) fail the
+step at once; the rest go to the asset's retry policy.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import dagster as dg
-import sqlalchemy as sa
-from pydantic import Field
 
+from rc_sync.engine import SyncEngine
 from rc_sync.errors import ConfigError, is_fatal
+from rc_sync.sandbox import ensure_sandbox
 from rc_sync.settings import Settings, load_settings
-from warehouse.db import make_engine
 
-if TYPE_CHECKING:
-    from rc_sync.engine import SyncEngine
-
-TOKEN_ENV = "READYCLOUD_API_TOKEN"  # noqa: S105 (a variable name, not a secret)
 SETUP_HINT = (
     "Set READYCLOUD_API_TOKEN (and READYCLOUD_BASE_URL, READYCLOUD_ORGS, WAREHOUSE_URL, "
     "WAREHOUSE_SCHEMA as needed) in the environment of the Dagster code location, or start "
@@ -26,104 +25,80 @@ SETUP_HINT = (
 )
 
 
-class ReadyCloudResource(dg.ConfigurableResource):
-    """The ReadyCloud API: host, token (from READYCLOUD_API_TOKEN), orgs and request budget."""
+class RcSyncResource(dg.ConfigurableResource):
+    """ReadyCloud API and warehouse for rc-sync runs (empty fields: environment, `.env`).
 
-    base_url: str | None = Field(
-        default=None,
-        description="API host; empty = READYCLOUD_BASE_URL or https://www.readycloud.com.",
-    )
-    api_token: str | None = Field(
-        default=None,
-        description="Bearer token, given as EnvVar('READYCLOUD_API_TOKEN') so it is never shown.",
-    )
-    orgs: list[str] | None = Field(
-        default=None,
-        description="Org pks to sync; empty = READYCLOUD_ORGS or every org the token sees.",
-    )
-    max_rps: float | None = Field(
-        default=None, description="Requests per second ceiling (RC_SYNC_MAX_RPS)."
-    )
-    concurrency: int | None = Field(
-        default=None, description="Pages fetched in parallel (RC_SYNC_CONCURRENCY)."
-    )
+    base_url (READYCLOUD_BASE_URL), api_token (READYCLOUD_API_TOKEN, given as an EnvVar so it
+    is never shown), orgs (READYCLOUD_ORGS), max_rps (RC_SYNC_MAX_RPS), concurrency
+    (RC_SYNC_CONCURRENCY), warehouse_url (WAREHOUSE_URL), warehouse_schema (WAREHOUSE_SCHEMA),
+    auto_migrate (default: only the embedded SQLite warehouse), sandbox (RC_SANDBOX: use the
+    built-in sandbox, started when a step first needs it).
+    """
 
+    base_url: str | None = None
+    api_token: str | None = None
+    orgs: list[str] | None = None
+    max_rps: float | None = None
+    concurrency: int | None = None
+    warehouse_url: str | None = None
+    warehouse_schema: str | None = None
+    auto_migrate: bool | None = None
+    sandbox: bool = False
 
-class WarehouseResource(dg.ConfigurableResource):
-    """The SQL warehouse the tables live in (WAREHOUSE_URL, WAREHOUSE_SCHEMA)."""
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """In sandbox mode, make sure the sandbox listens before the step starts."""
+        if self.sandbox:
+            with self._failures():
+                ensure_sandbox(load_settings().sandbox)
 
-    url: str | None = Field(
-        default=None,
-        description="SQLAlchemy URL; empty = WAREHOUSE_URL or sqlite:///readycloud.db.",
-    )
-    schema_: str | None = Field(
-        default=None,
-        alias="schema",
-        description="PostgreSQL schema; empty = WAREHOUSE_SCHEMA or readycloud.",
-    )
-    auto_migrate: bool | None = Field(
-        default=None,
-        description="Apply migrations before a run; empty = only for the embedded SQLite default.",
-    )
+    @contextmanager
+    def engine(self, *, describe_days: bool = False, api: bool = True) -> Iterator[SyncEngine]:
+        """A SyncEngine for one step (closed afterwards); errors become Dagster failures."""
+        with self._failures():
+            settings = self.settings(api=api)
+            auto_migrate = True if self.sandbox else self.auto_migrate
+            with SyncEngine(
+                settings, auto_migrate=auto_migrate, describe_days=describe_days
+            ) as engine:
+                yield engine
 
-    def settings(self) -> Settings:
-        """Warehouse settings (environment defaults plus this resource's values)."""
-        return _settings(warehouse_url=self.url, warehouse_schema=self.schema_)
+    def settings(self, *, api: bool = True) -> Settings:
+        """rc_sync Settings: this resource's values over the environment's (and `.env`).
 
-    def make_engine(self) -> sa.Engine:
-        """A SQLAlchemy engine on the warehouse (search_path set on PostgreSQL)."""
-        s = self.settings()
-        return make_engine(s.warehouse_url, s.warehouse_schema)
-
-
-def _settings(**overrides: object) -> Settings:
-    """rc_sync Settings from the environment plus overrides, as a Dagster Failure when wrong."""
-    try:
+        api=False: for warehouse-only work (sensors, checks without a token); sandbox mode
+        then starts nothing.
+        """
+        environment = load_settings()
+        overrides: dict[str, object] = {
+            "readycloud_base_url": self.base_url,
+            "readycloud_api_token": self.api_token,
+            "readycloud_orgs": ",".join(self.orgs) if self.orgs else None,
+            "max_rps": self.max_rps,
+            "concurrency": self.concurrency,
+            "warehouse_url": self.warehouse_url,
+            "warehouse_schema": self.warehouse_schema,
+        }
+        if self.sandbox:
+            if api:
+                info = ensure_sandbox(environment.sandbox)
+                overrides["readycloud_base_url"] = info.base_url
+                overrides["readycloud_api_token"] = info.token  # the sandbox's public token
+            if (
+                not self.warehouse_url
+                and "warehouse_url" not in environment.warehouse.model_fields_set
+            ):
+                overrides["warehouse_url"] = environment.sandbox.default_warehouse_url()
         return load_settings(**overrides)
-    except ConfigError as exc:
-        raise dg.Failure(description=f"{exc}. {SETUP_HINT}", allow_retries=False) from None
 
-
-def build_settings(readycloud: ReadyCloudResource, warehouse: WarehouseResource) -> Settings:
-    """Settings for one run; fails with what to set when the token is missing or a value is bad."""
-    token = readycloud.api_token or os.environ.get(TOKEN_ENV) or None
-    settings = _settings(
-        readycloud_base_url=readycloud.base_url or None,
-        readycloud_api_token=token,
-        readycloud_orgs=",".join(readycloud.orgs) if readycloud.orgs else None,
-        max_rps=readycloud.max_rps,
-        concurrency=readycloud.concurrency,
-        warehouse_url=warehouse.url,
-        warehouse_schema=warehouse.schema_,
-    )
-    try:
-        settings.require_token()
-    except ConfigError as exc:
-        raise dg.Failure(description=f"{exc} {SETUP_HINT}", allow_retries=False) from None
-    return settings
-
-
-@contextmanager
-def open_engine(
-    readycloud: ReadyCloudResource, warehouse: WarehouseResource
-) -> Iterator[SyncEngine]:
-    """A SyncEngine for one run, closed afterwards; configuration errors become Failures."""
-    from rc_sync.engine import SyncEngine  # imported per run: keeps the code location light
-
-    settings = build_settings(readycloud, warehouse)
-    with SyncEngine(settings, auto_migrate=warehouse.auto_migrate) as engine:
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        """The one place errors become dg.Failure: fatal ones are not retried."""
         try:
-            yield engine
-        except ConfigError as exc:
-            raise dg.Failure(description=f"{exc} {SETUP_HINT}", allow_retries=False) from None
-
-
-@contextmanager
-def fatal_errors_fail_fast() -> Iterator[None]:
-    """Turn configuration, credential and guard errors into Failures that are not retried."""
-    try:
-        yield
-    except Exception as exc:
-        if is_fatal(exc):
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
-        raise
+            yield
+        except dg.Failure:
+            raise
+        except Exception as exc:
+            if not is_fatal(exc):
+                raise
+            hint = f" {SETUP_HINT}" if isinstance(exc, ConfigError) else ""
+            raise dg.Failure(description=f"{exc}{hint}", allow_retries=False) from None

@@ -1,37 +1,19 @@
 """Jobs and schedules: the 15-minute incremental refresh and the daily deletion reconcile."""
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at import.
-import os
-
 import dagster as dg
 from dagster import OpExecutionContext
 
 from pipelines.assets import GROUP, INCREMENTAL, MODE_TAG, POOL, SYNC_RETRY_POLICY, TABLE_KEYS
-from pipelines.partitions import start_date, today_key
-from pipelines.resources import (
-    ReadyCloudResource,
-    WarehouseResource,
-    fatal_errors_fail_fast,
-    open_engine,
+from pipelines.partitions import start_key, today_key
+from pipelines.resources import RcSyncResource
+from rc_sync.settings import DagsterSettings, load_part
+
+SETTINGS = load_part(DagsterSettings)  # RC_SYNC_REFRESH_CRON, RC_SYNC_RECONCILE_CRON, ...
+# Schedules start switched off unless RC_SYNC_SCHEDULES_ON=1 (then they run on deploy).
+DEFAULT_STATUS = (
+    dg.DefaultScheduleStatus.RUNNING if SETTINGS.schedules_on else dg.DefaultScheduleStatus.STOPPED
 )
-
-REFRESH_CRON_ENV = "RC_SYNC_REFRESH_CRON"
-RECONCILE_CRON_ENV = "RC_SYNC_RECONCILE_CRON"
-SCHEDULES_ON_ENV = "RC_SYNC_SCHEDULES_ON"
-DEFAULT_REFRESH_CRON = "*/15 * * * *"
-DEFAULT_RECONCILE_CRON = "30 2 * * *"
-
-
-def _cron(env: str, default: str) -> str:
-    """A cron expression from the environment, or the default."""
-    return os.environ.get(env, "").strip() or default
-
-
-def _default_status() -> dg.DefaultScheduleStatus:
-    """Schedules start switched off unless RC_SYNC_SCHEDULES_ON=1 (then they run on deploy)."""
-    on = os.environ.get(SCHEDULES_ON_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
-    return dg.DefaultScheduleStatus.RUNNING if on else dg.DefaultScheduleStatus.STOPPED
-
 
 readycloud_refresh_job = dg.define_asset_job(
     "readycloud_refresh_job",
@@ -43,17 +25,17 @@ readycloud_refresh_job = dg.define_asset_job(
 
 @dg.schedule(
     name="readycloud_refresh",
-    cron_schedule=_cron(REFRESH_CRON_ENV, DEFAULT_REFRESH_CRON),
+    cron_schedule=SETTINGS.refresh_cron,
     job=readycloud_refresh_job,
     execution_timezone="UTC",
-    default_status=_default_status(),
+    default_status=DEFAULT_STATUS,
     description="Keeps the latest partitions fresh through the incremental (watermark) path.",
 )
 def readycloud_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Request one incremental run for the current UTC day's partition."""
     key = today_key(context.scheduled_execution_time)
-    if key < start_date():
-        return dg.SkipReason(f"{key} is before the first partition ({start_date()})")
+    if key < start_key():
+        return dg.SkipReason(f"{key} is before the first partition ({start_key()})")
     return dg.RunRequest(
         run_key=None,
         partition_key=key,
@@ -67,11 +49,9 @@ def readycloud_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest |
     retry_policy=SYNC_RETRY_POLICY,
     tags={"rc_sync/reads": "readycloud-api"},
 )
-def reconcile_deleted_orders(
-    context: OpExecutionContext, readycloud: ReadyCloudResource, warehouse: WarehouseResource
-) -> None:
+def reconcile_deleted_orders(context: OpExecutionContext, rc_sync: RcSyncResource) -> None:
     """Mark orders that no longer exist at the source as deleted (and restore returned ones)."""
-    with fatal_errors_fail_fast(), open_engine(readycloud, warehouse) as engine:
+    with rc_sync.engine() as engine:
         report = engine.reconcile()
     deleted, restored = report.total("orders_deleted"), report.total("orders_restored")
     context.log.info(
@@ -105,10 +85,10 @@ def readycloud_reconcile() -> None:
 
 readycloud_reconcile_daily = dg.ScheduleDefinition(
     name="readycloud_reconcile_daily",
-    cron_schedule=_cron(RECONCILE_CRON_ENV, DEFAULT_RECONCILE_CRON),
+    cron_schedule=SETTINGS.reconcile_cron,
     job=readycloud_reconcile,
     execution_timezone="UTC",
-    default_status=_default_status(),
+    default_status=DEFAULT_STATUS,
     description="Runs the deletion reconcile once a day.",
 )
 

@@ -14,8 +14,9 @@ import dagster as dg
 from dagster import AssetCheckExecutionContext
 
 from pipelines.assets import TABLE_KEYS
-from pipelines.partitions import day_to_key, start_date
-from pipelines.resources import ReadyCloudResource, WarehouseResource, build_settings
+from pipelines.partitions import start_key
+from pipelines.resources import RcSyncResource
+from rc_sync.webhooks import service
 
 WEBHOOK_HEALTH = "webhooks_healthy"
 # Warn when more than this share of the changes polls judged in the last day were missed by
@@ -33,16 +34,14 @@ MISS_RATE_WARN = 0.05
     ),
 )
 def readycloud_webhook_events(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+    context: dg.SensorEvaluationContext, rc_sync: RcSyncResource
 ) -> dg.SensorResult:
     """Observe the days touched by newly applied webhook events."""
-    from rc_sync.webhooks import service
-
     after = int(context.cursor or 0)
-    events = service.applied_events(warehouse.settings(), after)
+    events = service.applied_events(rc_sync.settings(api=False), after)
     if not events:
         return dg.SensorResult(cursor=str(after))
-    first = date.fromisoformat(start_date())
+    first = date.fromisoformat(start_key())
     today = datetime.now(UTC).date()
     per_day: dict[date, list[tuple[str, datetime]]] = defaultdict(list)
     for _, org, nested, applied_at in events:
@@ -56,7 +55,7 @@ def readycloud_webhook_events(
             observations.append(
                 dg.AssetObservation(
                     asset_key=key,
-                    partition=day_to_key(day),
+                    partition=day.isoformat(),
                     metadata={
                         "source": "webhook",
                         "webhook_events": len(hits),
@@ -78,18 +77,11 @@ def readycloud_webhook_events(
     ),
 )
 def webhooks_healthy(
-    context: AssetCheckExecutionContext,
-    readycloud: ReadyCloudResource,
-    warehouse: WarehouseResource,
+    context: AssetCheckExecutionContext, rc_sync: RcSyncResource
 ) -> dg.AssetCheckResult:
     """Warn on suspended webhooks and on a high or rising webhook miss rate."""
-    from rc_sync.webhooks import service
-
-    try:
-        settings = build_settings(readycloud, warehouse)
-    except dg.Failure:
-        settings = warehouse.settings()  # no token: judge from the warehouse alone
-    health = service.health(settings)
+    # Without a token, service.health judges from the warehouse alone.
+    health = service.health(rc_sync.settings(api=False))
     day, week = health.miss_rate_day, health.miss_rate_week
     problems = []
     if health.suspended:

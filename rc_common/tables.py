@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # The four tables one API read fills, parent first.
@@ -36,3 +37,20 @@ class TableCounts:
         self.inserted += other.inserted
         self.updated += other.updated
         self.deleted += other.deleted
+
+    def minus(self, earlier: TableCounts) -> TableCounts:
+        """What was added since `earlier` (a snapshot of the same counter)."""
+        return TableCounts(
+            self.inserted - earlier.inserted,
+            self.updated - earlier.updated,
+            self.deleted - earlier.deleted,
+        )
+
+
+def sum_counts(counts: Iterable[TableCounts | None]) -> TableCounts:
+    """The sum of several counts (None counts as zero)."""
+    total = TableCounts()
+    for item in counts:
+        if item is not None:
+            total.add(item)
+    return total

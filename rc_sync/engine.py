@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rc_common.paths import parse_object_url
+from rc_common.tables import DATA_TABLES, PARENTS, sum_counts
 from rc_common.timefmt import day_bounds, format_api_datetime, parse_api_datetime, utc_now
 from rc_extract.changes import PROBES, Capabilities, ChangeReader, Window
 from rc_extract.client import ReadyCloudClient
@@ -25,6 +27,7 @@ from rc_sync.progress import NullProgress, ProgressSink
 from rc_sync.report import OrgReport, RunReport
 from rc_sync.settings import Settings
 from warehouse import migrate as wh_migrate
+from warehouse import quality
 from warehouse import state as wh_state
 from warehouse import webhooks as wh_webhooks
 from warehouse.load import BackfillDay, Loader, LoadStats
@@ -52,8 +55,12 @@ class SyncEngine:
         db: sa.Engine | None = None,
         progress: ProgressSink | None = None,
         auto_migrate: bool | None = None,
+        describe_days: bool = False,
     ) -> None:
         self.settings = settings
+        # Fill RunReport.day_rows/touched_days/load_issues after each run (Dagster reports
+        # them per partition); the CLI does without the extra queries.
+        self.describe_days = describe_days
         self.progress: ProgressSink = progress or NullProgress()
         self._client = client
         self._owns_client = client is None
@@ -198,6 +205,50 @@ class SyncEngine:
         """Per org: watermark, last run, row counts and open load issues."""
         return wh_state.status(self.db)
 
+    # -- data quality (warehouse.quality, for the Dagster checks) ---------------------------
+
+    def duplicate_keys(self, table: str) -> tuple[int, list[tuple[Any, ...]]]:
+        """How many key values of a data table occur more than once, and a few of them."""
+        with self.db.connect() as conn:
+            count = quality.duplicate_key_count(conn, table)
+            return count, quality.duplicate_keys(conn, table) if count else []
+
+    def orphans(self, child: str) -> tuple[int, list[tuple[Any, ...]]]:
+        """Rows of a child table whose parent row is missing: how many, and a few keys."""
+        with self.db.connect() as conn:
+            return quality.orphans(conn, child, PARENTS[child])
+
+    def watermarks(self) -> dict[str, datetime | None]:
+        """The live watermark of every org the warehouse knows."""
+        with self.db.connect() as conn:
+            return quality.watermarks(conn)
+
+    def webhooks_applied(self) -> dict[str, datetime]:
+        """When the latest webhook event was applied, per org with an active webhook."""
+        return wh_webhooks.last_applied(self.db)
+
+    def compare_counts(self, first: date, last: date) -> dict[str, dict[str, int]]:
+        """Per org: live orders of the UTC days first..last in the warehouse and at the API."""
+        since, until = day_bounds(first, last)
+        orgs = self.resolve_orgs()
+        with self.db.connect() as conn:
+            stored = {o: quality.rows_in_window(conn, "orders", since, until, [o]) for o in orgs}
+        return {
+            org: {"warehouse": stored[org], "api": self.count_window(org, since, until)}
+            for org in orgs
+        }
+
+    def view_rows(self, view: str) -> int:
+        """Rows an analyst view returns now; a ConfigError when it cannot be queried."""
+        try:
+            with self.db.connect() as conn:
+                return quality.view_row_count(conn, view)
+        except sa.exc.DBAPIError as exc:
+            raise ConfigError(
+                f"view {view} is not queryable ({type(exc.orig or exc).__name__}); "
+                "apply the migrations with `rc-sync migrate`"
+            ) from None
+
     # -- the shared run frame --------------------------------------------------------------
 
     def _run(
@@ -209,6 +260,7 @@ class SyncEngine:
     ) -> RunReport:
         """Resolve orgs (proving the token), open the warehouse, run `per_org` for each org."""
         started = time.monotonic()
+        started_at = utc_now()
         report = RunReport(kind=kind)
         org_pks = self.resolve_orgs(orgs)  # before any write: a bad token writes nothing
         db = self.db
@@ -225,6 +277,8 @@ class SyncEngine:
                 finally:
                     org_report.elapsed_s = time.monotonic() - org_started
                     _add_request_stats(org_report, org_before, self.client.stats.snapshot())
+            if self.describe_days:
+                self._describe_days(report, started_at, kwargs.get("days"))
             report.status = "success"
         except BaseException as exc:
             report.status = "failed"
@@ -241,6 +295,35 @@ class SyncEngine:
             except Exception:  # recording the run must never hide the run's own error
                 log.exception("could not record the end of run %s", report.run_id)
         return report
+
+    def _describe_days(
+        self, report: RunReport, started_at: datetime, days: list[date] | None
+    ) -> None:
+        """Per-day row counts of the run's window, its days, and the load issues it opened."""
+        since: datetime | None
+        until: datetime | None
+        keys: list[str] = []
+        if days:  # a backfill: exactly its days, each with what it wrote
+            since, until = day_bounds(days[0], days[-1])
+            keys = [d.isoformat() for d in days]
+            report.day_writes = {
+                key: {
+                    t: sum_counts(o.days.get(key, {}).get(t) for o in report.orgs)
+                    for t in DATA_TABLES
+                }
+                for key in keys
+            }
+        else:  # a live run: every day its window covered
+            sinces = [o.window_since for o in report.orgs]
+            since = None if None in sinces or not sinces else min(s for s in sinces if s)
+            untils = [o.window_until for o in report.orgs if o.window_until is not None]
+            until = max(untils) if untils else None
+        with self.db.connect() as conn:
+            rows = quality.rows_per_day(conn, since, until)
+            report.load_issues = quality.load_issues_since(conn, started_at)
+        report.touched_days = keys or sorted(rows)
+        zeros = dict.fromkeys(DATA_TABLES, 0)
+        report.day_rows = {key: rows.get(key, zeros) for key in report.touched_days}
 
     # -- per org ---------------------------------------------------------------------------
 
@@ -275,10 +358,12 @@ class SyncEngine:
                 rep.days_skipped += 1
                 continue
             since, until = day_bounds(day)
+            before = {t: replace(c) for t, c in rep.tables.items()}
             # The day is recorded done in the same transaction as its last batch.
             self._load_window(
                 rep, Window(since, until), live=False, label=f"day {day}", day=BackfillDay(key, day)
             )
+            rep.days[day.isoformat()] = {t: c.minus(before[t]) for t, c in rep.tables.items()}
             rep.days_done += 1
         rep.window_since, rep.window_until = day_bounds(days[0], days[-1])
         rep.watermark_after = wh_state.get_watermark(self.db, rep.org_pk)

@@ -40,6 +40,8 @@ class OrgReport:
     tables: dict[str, TableCounts] = field(
         default_factory=lambda: {name: TableCounts() for name in DATA_TABLES}
     )
+    # Backfills: what each UTC day (YYYY-MM-DD) wrote per table.
+    days: dict[str, dict[str, TableCounts]] = field(default_factory=dict)
 
     @property
     def rows_written(self) -> int:
@@ -60,6 +62,14 @@ class RunReport:
     throttled: int = 0
     elapsed_s: float = 0.0
     error: str | None = None
+    # Filled when the engine describes days (SyncEngine(describe_days=True), as Dagster does):
+    # the run's UTC days (a backfill's days; for a live run every day its window covered),
+    # live rows of each of them per table after the run, what each backfill day wrote per
+    # table, and the load issues the run opened (per table and column, with a count).
+    touched_days: list[str] = field(default_factory=list)
+    day_rows: dict[str, dict[str, int]] = field(default_factory=dict)
+    day_writes: dict[str, dict[str, TableCounts]] = field(default_factory=dict)
+    load_issues: list[dict[str, Any]] = field(default_factory=list)
 
     def total(self, attr: str) -> int:
         """Sum an integer OrgReport attribute over orgs."""
@@ -85,4 +95,9 @@ class RunReport:
             return value
 
         result: dict[str, Any] = clean(asdict(self))
+        # The day details are for catalogs; sync_runs and --json keep the run's own figures.
+        for name in ("touched_days", "day_rows", "day_writes", "load_issues"):
+            result.pop(name, None)
+        for org in result["orgs"]:
+            org.pop("days", None)
         return result

@@ -97,6 +97,22 @@ def test_rc_common_imports_only_the_standard_library() -> None:
                 assert top in sys.stdlib_module_names or top == "__future__", f"{path}: {top}"
 
 
+def test_pipelines_import_only_dagster_and_rc_sync() -> None:
+    """The Dagster layer talks to the rest of the project through rc_sync only."""
+    allowed = {"dagster", "rc_sync", "pipelines", "__future__"}
+    for path in sorted((ROOT / "pipelines").glob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                tops = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                tops = [(node.module or "").split(".")[0]] if not node.level else []
+            else:
+                continue
+            for top in tops:
+                assert top in allowed or top in sys.stdlib_module_names, f"{path}: imports {top}"
+
+
 def test_no_import_cycle() -> None:
     """No product module imports, directly or through others, a module that imports it."""
     known = _modules()
@@ -117,3 +133,22 @@ def test_no_import_cycle() -> None:
         if name not in state:
             visit(name, [name])
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+# Modules allowed to read the process environment: the settings of each layer.
+SETTINGS_MODULES = {"rc_sync/settings.py", "warehouse/settings.py"}
+
+
+def test_only_settings_modules_read_the_environment() -> None:
+    """No raw os.environ / os.getenv outside the settings modules (one settings object per layer)."""
+    offenders = []
+    for package in PROJECT:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            if relative in SETTINGS_MODULES:
+                continue
+            text = path.read_text()
+            for needle in ("os.environ", "os.getenv", "getenv(", "environ.get("):
+                if needle in text:
+                    offenders.append(f"{relative}: {needle}")
+    assert not offenders, offenders

@@ -77,13 +77,35 @@ def window(first: date, last: date) -> tuple[datetime, datetime]:
 
 
 def resources_for(server: Any, target: Any) -> dict[str, Any]:
-    """The two resources pointed at a sandbox and a test warehouse (migrated on first use)."""
-    from pipelines.resources import ReadyCloudResource, WarehouseResource
+    """The resource pointed at a sandbox and a test warehouse (migrated on first use)."""
+    from pipelines.resources import RcSyncResource
 
     return {
-        "readycloud": ReadyCloudResource(base_url=server.base_url, api_token=server.token),
-        "warehouse": WarehouseResource(url=target.url, schema=target.schema, auto_migrate=True),
+        "rc_sync": RcSyncResource(
+            base_url=server.base_url,
+            api_token=server.token,
+            warehouse_url=target.url,
+            warehouse_schema=target.schema,
+            auto_migrate=True,
+        )
     }
+
+
+def expected_per_day(expected: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, int]]:
+    """Rows per table per UTC day of their order's nested_updated_at, from expected rows."""
+    day_of = {
+        (o["org_pk"], o["order_pk"]): _as_dt(o["nested_updated_at"]).date().isoformat()
+        for o in expected["orders"]
+    }
+    out: dict[str, dict[str, int]] = {}
+    for table, rows in expected.items():
+        for row in rows:
+            day = day_of[(row["org_pk"], row["order_pk"])]
+            counts = out.setdefault(
+                day, dict.fromkeys(("orders", "boxes", "items", "addresses"), 0)
+            )
+            counts[table] += 1
+    return out
 
 
 def assert_matches_sandbox(target: Any, expected: dict[str, list[dict[str, Any]]]) -> None:

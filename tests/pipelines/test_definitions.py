@@ -22,13 +22,20 @@ from pipelines.definitions import defs
 
 dg.Definitions.validate_loadable(defs)
 graph = defs.resolve_asset_graph()
-readycloud = defs.resources["readycloud"]
+resource = defs.resources["rc_sync"]
+orders = graph.get(dg.AssetKey(["readycloud", "orders"]))
+columns = {c.name: c.type for c in orders.metadata["dagster/column_schema"].columns}
 print(json.dumps({
     "assets": sorted(k.to_user_string() for k in graph.get_all_asset_keys()),
     "start": graph.get(dg.AssetKey(["readycloud", "orders"])).partitions_def.start.date().isoformat(),
     "refresh_cron": defs.resolve_schedule_def("readycloud_refresh").cron_schedule,
-    "token_repr": repr(readycloud.api_token),
-    "base_url": readycloud.base_url,
+    "token_repr": repr(resource.api_token),
+    "base_url": repr(resource.base_url),
+    "sandbox": resource.sandbox,
+    "raw_type": columns["raw"],
+    "table_name": orders.metadata["dagster/table_name"],
+    "storage": orders.metadata["rc_sync/storage"],
+    "kinds": sorted(orders.kinds),
 }))
 """
 
@@ -53,6 +60,22 @@ def test_loads_without_any_environment() -> None:
     assert seen["start"] == "2020-01-01"
     assert seen["refresh_cron"] == "*/15 * * * *"
     assert seen["token_repr"] == "None"
+    assert seen["sandbox"] is False
+    # The embedded default: SQLite's own column types, and the database named.
+    assert seen["raw_type"] == "json" and seen["kinds"] == ["python", "sqlite"]
+    assert seen["table_name"] == "main.orders"
+    assert seen["storage"] == "sqlite: sqlite:///readycloud.db"
+
+
+def test_column_types_and_storage_follow_the_configured_warehouse() -> None:
+    """A PostgreSQL warehouse shows PostgreSQL types and its database, never the password."""
+    seen = _probe(
+        WAREHOUSE_URL="postgresql://rc:hunter2@db.example.test/analytics",
+        WAREHOUSE_SCHEMA="rc",
+    )
+    assert seen["raw_type"] == "jsonb" and seen["kinds"] == ["postgres", "python"]
+    assert seen["table_name"] == "analytics.rc.orders"
+    assert "hunter2" not in seen["storage"] and "db.example.test/analytics" in seen["storage"]
 
 
 def test_loads_with_environment_and_keeps_the_token_out_of_config() -> None:
@@ -65,7 +88,7 @@ def test_loads_with_environment_and_keeps_the_token_out_of_config() -> None:
     )
     assert seen["start"] == "2023-06-01"
     assert seen["refresh_cron"] == "*/5 * * * *"
-    assert seen["base_url"] == "https://rc.example.test"
+    assert "READYCLOUD_BASE_URL" in seen["base_url"]
     assert "tok-very-secret-123" not in seen["token_repr"]
     assert "READYCLOUD_API_TOKEN" in seen["token_repr"]
 
@@ -125,14 +148,15 @@ def test_checks_jobs_and_schedules_are_declared() -> None:
 def test_a_run_without_a_token_fails_saying_what_to_set(tmp_path: Any) -> None:
     """No token anywhere: the run fails (not retried) with the variables to set."""
     from pipelines.assets import readycloud_sync
-    from pipelines.resources import ReadyCloudResource, WarehouseResource
+    from pipelines.resources import RcSyncResource
 
     result = dg.materialize(
         [readycloud_sync],
         partition_key="2024-05-01",
         resources={
-            "readycloud": ReadyCloudResource(base_url="http://127.0.0.1:9"),
-            "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path / 'w.db'}"),
+            "rc_sync": RcSyncResource(
+                base_url="http://127.0.0.1:9", warehouse_url=f"sqlite:///{tmp_path / 'w.db'}"
+            )
         },
         raise_on_error=False,
     )

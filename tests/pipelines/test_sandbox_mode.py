@@ -1,8 +1,12 @@
-"""RC_SANDBOX=1: the code location starts (or reuses) the sandbox and points the resources at it."""
+"""RC_SANDBOX=1: the resource starts (or reuses) the sandbox when a step needs it, never at import."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,55 +17,87 @@ import pytest
 from pipelines_support import REPO, clean_environ, free_port
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def test_reuses_a_sandbox_that_already_listens(
     sandbox: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Something on RC_SANDBOX_PORT already: no second server; resources point at it."""
-    from pipelines import sandbox_mode
-    from pipelines.definitions import build_resources
+    """Something on RC_SANDBOX_PORT already: no second server; the settings point at it."""
+    from pipelines.resources import RcSyncResource
+    from rc_sync.sandbox import ensure_sandbox
+    from rc_sync.settings import SandboxSettings
 
     port = urlsplit(sandbox.base_url).port
-    monkeypatch.setenv("RC_SANDBOX", "1")
     monkeypatch.setenv("RC_SANDBOX_PORT", str(port))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    info = sandbox_mode.ensure_sandbox()
+    info = ensure_sandbox(SandboxSettings())
     assert not info.started_here
     assert info.base_url == f"http://127.0.0.1:{port}" and info.token == sandbox.token
-    resources = build_resources()
-    assert resources["readycloud"].base_url == info.base_url
-    warehouse = resources["warehouse"]
-    assert warehouse.url == f"sqlite:///{tmp_path / 'rc-sync-sandbox.db'}"
-    assert warehouse.auto_migrate is True
+    settings = RcSyncResource(sandbox=True).settings()
+    assert settings.readycloud_base_url == info.base_url
+    assert settings.warehouse_url == f"sqlite:///{tmp_path / 'rc-sync-sandbox.db'}"
 
 
-def test_warehouse_url_wins_over_the_sandbox_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_warehouse_url_wins_over_the_sandbox_default(
+    sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """WAREHOUSE_URL set: sandbox mode keeps it (the sandbox can feed PostgreSQL)."""
-    from pipelines import sandbox_mode
+    from pipelines.resources import RcSyncResource
 
+    monkeypatch.setenv("RC_SANDBOX_PORT", str(urlsplit(sandbox.base_url).port))
     monkeypatch.setenv("WAREHOUSE_URL", "postgresql://u@db/warehouse")
-    assert sandbox_mode.warehouse_url() == "postgresql://u@db/warehouse"
+    assert RcSyncResource(sandbox=True).settings().warehouse_url == "postgresql://u@db/warehouse"
 
 
-def test_loading_the_code_location_starts_the_sandbox(tmp_path: Path) -> None:
-    """A fresh process with RC_SANDBOX=1 serves the API on the fixed port while it lives."""
+PROBE = """
+import json, socket, httpx, dagster as dg
+from pipelines.definitions import defs
+
+def listening(port):
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+port = {port}
+after_import = listening(port)
+resource = defs.resources["rc_sync"]
+with dg.build_init_resource_context() as context:
+    resource.setup_for_execution(context)
+settings = resource.settings()
+r = httpx.get(settings.readycloud_base_url + "/api/v2/orgs/",
+              headers={{"Authorization": "Bearer " + settings.require_token()}})
+print(json.dumps({{"after_import": after_import, "url": settings.readycloud_base_url,
+                  "status": r.status_code, "orgs": len(r.json()["results"])}}))
+"""
+
+
+def test_the_sandbox_starts_in_the_resource_setup_not_at_import(tmp_path: Path) -> None:
+    """A fresh process with RC_SANDBOX=1: importing starts nothing; the resource's setup does."""
     port = free_port()
-    probe = (
-        "import json, httpx\n"
-        "from pipelines.definitions import defs\n"
-        "rc = defs.resources['readycloud']\n"
-        "r = httpx.get(rc.base_url + '/api/v2/orgs/', "
-        "headers={'Authorization': 'Bearer ' + rc.api_token})\n"
-        "print(json.dumps({'url': rc.base_url, 'status': r.status_code, "
-        "'orgs': len(r.json()['results'])}))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
+    process = subprocess.Popen(
+        [sys.executable, "-c", PROBE.format(port=port)],
         cwd=REPO,
         env=clean_environ(RC_SANDBOX="1", RC_SANDBOX_PORT=str(port), DAGSTER_HOME=str(tmp_path)),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
+        start_new_session=True,  # the sandbox child joins this group: stopped below
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    seen = json.loads(out.stdout.strip().splitlines()[-1])
-    assert seen == {"url": f"http://127.0.0.1:{port}", "status": 200, "orgs": 2}
+    try:
+        out, err = process.communicate(timeout=180)
+        assert process.returncode == 0, err[-3000:]
+        seen = json.loads(out.strip().splitlines()[-1])
+        assert seen == {
+            "after_import": False,
+            "url": f"http://127.0.0.1:{port}",
+            "status": 200,
+            "orgs": 2,
+        }
+        assert _listening(port)  # it serves later steps of the same session too
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)

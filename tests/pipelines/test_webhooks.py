@@ -87,9 +87,7 @@ def test_sensor_observes_each_table_and_day_once_per_batch(
     _applied(target, 10)
     resources = resources_for(hooked, target)
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(
-            instance=instance, resources={"warehouse": resources["warehouse"]}
-        )
+        context = dg.build_sensor_context(instance=instance, resources=resources)
         result = readycloud_webhook_events(context)
         assert isinstance(result, dg.SensorResult)
         today = datetime.now(UTC).date().isoformat()
@@ -103,7 +101,7 @@ def test_sensor_observes_each_table_and_day_once_per_batch(
             dg.build_sensor_context(
                 instance=instance,
                 cursor=result.cursor,
-                resources={"warehouse": resources["warehouse"]},
+                resources=resources,
             )
         )
         assert not again.asset_events and again.cursor == result.cursor
@@ -149,5 +147,5 @@ def test_freshness_counts_webhook_changes() -> None:
 
     now = datetime.now(UTC)
     old = now - timedelta(days=1)
-    assert not _freshness({"o": old}).passed
-    assert _freshness({"o": old}, {"o": now - timedelta(minutes=1)}).passed
+    assert not _freshness({"o": old}, {}, 60.0).passed
+    assert _freshness({"o": old}, {"o": now - timedelta(minutes=1)}, 60.0).passed

@@ -1,4 +1,8 @@
-"""SQL the assets and checks run against the warehouse (SQLAlchemy Core, both dialects)."""
+"""Data-quality and count SQL over the warehouse (SQLAlchemy Core, both dialects).
+
+What the Dagster assets and checks report, reached through `rc_sync.engine.SyncEngine`:
+rows per UTC day, key uniqueness, orphans, watermarks, new load issues, view sizes.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-KEYS: dict[str, tuple[str, ...]] = {
-    "orders": ("org_pk", "order_pk"),
-    "boxes": ("org_pk", "order_pk", "box_pk"),
-    "items": ("org_pk", "order_pk", "box_pk", "item_pk"),
-    "addresses": ("org_pk", "order_pk", "role"),
-}
+from rc_common.tables import DATA_TABLES, TABLE_KEYS, VIEW_NAMES
+from warehouse import models
 
 
 def _table(name: str) -> sa.Table:
-    from warehouse import models
-
     return models.metadata.tables[name]
 
 
@@ -60,7 +58,7 @@ def rows_in_window(
 def duplicate_keys(conn: sa.Connection, table: str, limit: int = 10) -> list[tuple[Any, ...]]:
     """Key values that occur more than once in `table` (with their count), at most `limit`."""
     t = _table(table)
-    cols = [t.c[name] for name in KEYS[table]]
+    cols = [t.c[name] for name in TABLE_KEYS[table]]
     query = (
         sa.select(*cols, sa.func.count().label("n"))
         .group_by(*cols)
@@ -73,7 +71,7 @@ def duplicate_keys(conn: sa.Connection, table: str, limit: int = 10) -> list[tup
 def duplicate_key_count(conn: sa.Connection, table: str) -> int:
     """How many key values occur more than once in `table`."""
     t = _table(table)
-    cols = [t.c[name] for name in KEYS[table]]
+    cols = [t.c[name] for name in TABLE_KEYS[table]]
     dupes = sa.select(*cols).group_by(*cols).having(sa.func.count() > 1).subquery()
     return int(conn.execute(sa.select(sa.func.count()).select_from(dupes)).scalar_one())
 
@@ -81,13 +79,15 @@ def duplicate_key_count(conn: sa.Connection, table: str) -> int:
 def orphans(conn: sa.Connection, child: str, parent: str, limit: int = 10) -> tuple[int, list[Any]]:
     """Rows of `child` whose parent row (by the parent's key) is missing: count and examples."""
     c, p = _table(child), _table(parent)
-    key = KEYS[parent]
+    key = TABLE_KEYS[parent]
     exists = sa.exists().where(*[p.c[k] == c.c[k] for k in key])
     where = ~exists
     total = int(conn.execute(sa.select(sa.func.count()).select_from(c).where(where)).scalar_one())
     examples = [
         tuple(r)
-        for r in conn.execute(sa.select(*[c.c[k] for k in KEYS[child]]).where(where).limit(limit))
+        for r in conn.execute(
+            sa.select(*[c.c[k] for k in TABLE_KEYS[child]]).where(where).limit(limit)
+        )
     ]
     return total, examples
 
@@ -120,7 +120,7 @@ def load_issues_since(conn: sa.Connection, since: datetime) -> list[dict[str, An
 
 def view_row_count(conn: sa.Connection, view: str) -> int:
     """Rows an analyst view returns right now."""
-    if view not in ("order_lines", "daily_order_summary"):
+    if view not in VIEW_NAMES:
         raise ValueError(f"unknown view {view!r}")
     return int(conn.execute(sa.text(f"SELECT count(*) FROM {view}")).scalar_one())
 
@@ -132,16 +132,30 @@ def _utc_day(conn: sa.Connection, column: Any) -> Any:
     return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
 
 
-def orders_per_day(
+def rows_per_day(
     conn: sa.Connection, since: datetime | None, until: datetime | None
-) -> dict[str, int]:
-    """Live orders per UTC day of nested_updated_at within [since, until)."""
+) -> dict[str, dict[str, int]]:
+    """Rows of each data table per UTC day of their order's nested_updated_at in [since, until).
+
+    Only live orders (deleted_at IS NULL) count; a day without orders is absent.
+    """
     orders = _table("orders")
-    day = _utc_day(conn, orders.c.nested_updated_at).label("day")
     cond: list[Any] = [orders.c.deleted_at.is_(None), orders.c.nested_updated_at.is_not(None)]
     if since is not None:
         cond.append(orders.c.nested_updated_at >= since)
     if until is not None:
         cond.append(orders.c.nested_updated_at < until)
-    query = sa.select(day, sa.func.count()).where(*cond).group_by(day)
-    return {str(row[0]): int(row[1]) for row in conn.execute(query)}
+    day = _utc_day(conn, orders.c.nested_updated_at).label("day")
+    out: dict[str, dict[str, int]] = {}
+    for table in DATA_TABLES:
+        source: Any = orders
+        if table != "orders":
+            child = _table(table)
+            source = child.join(
+                orders,
+                sa.and_(orders.c.org_pk == child.c.org_pk, orders.c.order_pk == child.c.order_pk),
+            )
+        query = sa.select(day, sa.func.count()).select_from(source).where(*cond).group_by(day)
+        for value, count in conn.execute(query):
+            out.setdefault(str(value), dict.fromkeys(DATA_TABLES, 0))[table] = int(count)
+    return dict(sorted(out.items()))
