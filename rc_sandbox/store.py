@@ -15,7 +15,6 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from rc_common.tables import DATA_TABLES
 from rc_common.timefmt import parse_api_datetime, utc_now
 from rc_sandbox.config import SandboxConfig
 from rc_sandbox.generator import (
@@ -39,8 +38,6 @@ from rc_sandbox.model import (
     Order,
     Weight,
     box_json,
-    expected_order_issues,
-    expected_order_rows,
     from_us,
     item_json,
     order_bytes,
@@ -384,38 +381,11 @@ class SandboxStore:
             self._selections.popitem(last=False)
         return found
 
-    # ------------------------------------------------------------------ expectations
-    def expected_rows(
-        self,
-        org_pk: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> dict[str, list[dict[str, Any]]]:
-        """Warehouse rows (CONTRACT.md columns/units) of orders with since <= nested_updated_at < until."""
-        out: dict[str, list[dict[str, Any]]] = {table: [] for table in DATA_TABLES}
-        with self.lock:
-            for order in self._window_orders(org_pk, since, until):
-                for table, rows in expected_order_rows(order).items():
-                    out[table].extend(rows)
-        return out
-
-    def expected_issues(
-        self,
-        org_pk: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> list[tuple[str, str, str, str, str]]:
-        """(org_pk, order_pk, table, column, raw_value) of every poisoned value in the window."""
-        with self.lock:
-            return [
-                issue
-                for order in self._window_orders(org_pk, since, until)
-                for issue in expected_order_issues(order)
-            ]
-
-    def _window_orders(
+    # ------------------------------------------------------------------ reading
+    def orders_in_window(
         self, org_pk: str | None, since: datetime | None, until: datetime | None
     ) -> list[Order]:
+        """The current orders (of one org, or all) with since <= nested_updated_at < until."""
         orgs = [self._orgs[org_pk]] if org_pk is not None else list(self._orgs.values())
         lo = None if since is None else to_us(since)
         hi = None if until is None else to_us(until)

@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from support.expected import expected_rows
+
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX_ORDERS = 600
 SANDBOX_SEED = 1
@@ -59,7 +61,7 @@ def sandbox_config(**overrides: Any) -> Any:
 
 def busiest_days(server: Any, n: int = 1) -> list[date]:
     """The `n` UTC days with the most orders in the sandbox (by nested_updated_at)."""
-    orders = server.store.expected_rows()["orders"]
+    orders = expected_rows(server.store)["orders"]
     days = Counter(_as_dt(o["nested_updated_at"]).date() for o in orders)
     return [d for d, _ in days.most_common(n)]
 

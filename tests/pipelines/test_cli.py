@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines_support import REPO, assert_matches_sandbox, busiest_days, clean_environ, window
+from support.expected import expected_rows
 
 DAGSTER = REPO / ".venv" / "bin" / "dagster"
 
@@ -62,4 +63,4 @@ def test_partition_range_from_the_command_line(sandbox: Any, target: Any, tmp_pa
     assert "RUN_SUCCESS" in log
     assert sandbox.token not in log  # the token never reaches the logs
     since, until = window(first, last)
-    assert_matches_sandbox(target, sandbox.store.expected_rows(since=since, until=until))
+    assert_matches_sandbox(target, expected_rows(sandbox.store, since=since, until=until))

@@ -31,6 +31,7 @@ from pipelines_support import (
     sandbox_config,
     window,
 )
+from support.expected import expected_rows
 
 DAGSTER = REPO / ".venv" / "bin" / "dagster"
 TABLES = ("orders", "boxes", "items", "addresses")
@@ -228,7 +229,7 @@ def test_ui_partition_backfill_in_sandbox_mode(dagster_dev: DagsterDev) -> None:
 
     since, until = window(days[0], days[-1])
     assert_matches_sandbox(
-        Target(f"sqlite:///{warehouse}"), reference.store.expected_rows(since=since, until=until)
+        Target(f"sqlite:///{warehouse}"), expected_rows(reference.store, since=since, until=until)
     )
 
 

@@ -15,6 +15,7 @@ from pipelines_support import (
     window,
 )
 from support import assert_no_duplicate_keys
+from support.expected import expected_rows
 
 TABLES = ("orders", "boxes", "items", "addresses")
 
@@ -50,7 +51,7 @@ def test_one_partition(sandbox: Any, target: Any) -> None:
         tags = instance.get_run_by_id(result.run_id).tags
     assert result.success
     since, until = window(day, day)
-    expected = sandbox.store.expected_rows(since=since, until=until)
+    expected = expected_rows(sandbox.store, since=since, until=until)
     assert expected["orders"], "the chosen day should have orders"
     assert_matches_sandbox(target, expected)
     orders = _materializations(result, "orders")
@@ -90,7 +91,7 @@ def test_a_range_in_one_run_resumes_under_the_same_key(sandbox: Any, target: Any
         )
         assert result.success
         since, until = window(first, last)
-        expected = sandbox.store.expected_rows(since=since, until=until)
+        expected = expected_rows(sandbox.store, since=since, until=until)
         assert_matches_sandbox(target, expected)
         assert_no_duplicate_keys(target)
         days = [(first + timedelta(days=n)).isoformat() for n in range(7)]
@@ -141,7 +142,7 @@ def test_refresh_run_syncs_incrementally(sandbox: Any, sqlite_target: Any) -> No
     with dg.instance_for_test() as instance:
         result, first_s = _refresh(sandbox, sqlite_target, instance)
         assert result.success
-        assert_matches_sandbox(sqlite_target, sandbox.store.expected_rows())
+        assert_matches_sandbox(sqlite_target, expected_rows(sandbox.store))
         meta = _materializations(result, "orders")[0].metadata
         assert meta["rc_sync/mode"].value == "incremental"
         # Hundreds of days at once are summarized in the log, not marked one by one.
@@ -166,7 +167,7 @@ def test_refresh_run_marks_the_other_days_it_loaded(sqlite_target: Any) -> None:
     with SandboxServer(sandbox_config(orders=30)) as small, dg.instance_for_test() as instance:
         result, _ = _refresh(small, sqlite_target, instance)
         assert result.success
-        per_day = expected_per_day(small.store.expected_rows())
+        per_day = expected_per_day(expected_rows(small.store))
         done = instance.get_materialized_partitions(dg.AssetKey(["readycloud", "items"]))
     assert done == set(per_day) | {today_key()}
     marked = {m.partition: m.metadata for m in _materializations(result, "items")}
@@ -192,5 +193,5 @@ def test_thirty_day_backfill_timing(sandbox: Any, sqlite_target: Any) -> None:
     elapsed = time.monotonic() - started
     assert result.success
     since, until = window(first, last)
-    assert_matches_sandbox(sqlite_target, sandbox.store.expected_rows(since=since, until=until))
+    assert_matches_sandbox(sqlite_target, expected_rows(sandbox.store, since=since, until=until))
     print(f"30-day single-run backfill: {elapsed:.1f}s")

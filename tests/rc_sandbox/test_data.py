@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.expected import expected_issues, expected_rows
 
 from rc_common.paths import parse_object_url
 from rc_sandbox import OrderQuery, SandboxConfig, SandboxStore
@@ -77,8 +78,8 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs() -> None:
         a = [first.order_bytes(org, pk, "expanded") for pk in first.order_pks(org)]
         b = [again.order_bytes(org, pk, "expanded") for pk in again.order_pks(org)]
         assert a == b
-    assert first.expected_rows() == again.expected_rows()
-    assert first.expected_issues() == again.expected_issues()
+    assert expected_rows(first) == expected_rows(again)
+    assert expected_issues(first) == expected_issues(again)
     other_docs = other.orders_json(other.org_pks()[0])
     assert other_docs != first.orders_json(first.org_pks()[0])
 
@@ -171,9 +172,9 @@ def test_nested_updated_at_is_the_latest_time_of_the_order(store: SandboxStore) 
 
 
 def test_expected_rows_match_the_json_parsed_independently(store: SandboxStore) -> None:
-    issues = {(i[1], i[2], i[3]) for i in store.expected_issues()}
+    issues = {(i[1], i[2], i[3]) for i in expected_issues(store)}
     assert issues, "poison_rate=0.1 should poison something"
-    rows = store.expected_rows()
+    rows = expected_rows(store)
     orders = {r["order_pk"]: r for r in rows["orders"]}
     boxes = {r["box_pk"]: r for r in rows["boxes"]}
     items = {r["item_pk"]: r for r in rows["items"]}
@@ -260,9 +261,9 @@ def test_known_unit_conversions() -> None:
 
 
 def test_poisoned_values_are_listed_and_unparseable(store: SandboxStore) -> None:
-    issues = store.expected_issues()
+    issues = expected_issues(store)
     assert {t for _, _, t, _, _ in issues} <= {"orders", "boxes", "items"}
-    rows = store.expected_rows()
+    rows = expected_rows(store)
     for org_pk, order_pk, table, column, raw in issues:
         assert org_pk in store.org_pks()
         raw_in_json = store.order_bytes(org_pk, order_pk, "expanded")
@@ -273,15 +274,15 @@ def test_poisoned_values_are_listed_and_unparseable(store: SandboxStore) -> None
 
 def test_expected_rows_window(store: SandboxStore) -> None:
     org = store.org_pks()[0]
-    everything = store.expected_rows(org)["orders"]
+    everything = expected_rows(store, org)["orders"]
     stamps = sorted(r["nested_updated_at"] for r in everything)
     since, until = stamps[len(stamps) // 4], stamps[3 * len(stamps) // 4]
-    window = store.expected_rows(org, since, until)
+    window = expected_rows(store, org, since, until)
     want = [r for r in everything if since <= r["nested_updated_at"] < until]
     assert sorted(r["order_pk"] for r in window["orders"]) == sorted(r["order_pk"] for r in want)
     pks = {r["order_pk"] for r in want}
     assert all(r["order_pk"] in pks for r in window["items"])
-    before = store.expected_rows(org, until=since)["orders"]
+    before = expected_rows(store, org, until=since)["orders"]
     assert sorted(r["order_pk"] for r in before) == sorted(
         r["order_pk"] for r in everything if r["nested_updated_at"] < since
     )
@@ -295,7 +296,7 @@ def _fresh_store(**knobs: Any) -> tuple[SandboxStore, list[datetime]]:
 
 
 def _latest(store: SandboxStore) -> datetime:
-    return max(r["nested_updated_at"] for r in store.expected_rows()["orders"])
+    return max(r["nested_updated_at"] for r in expected_rows(store)["orders"])
 
 
 def test_mutations_bump_nested_updated_at_strictly_and_updated_at_only_for_the_order() -> None:
@@ -335,22 +336,22 @@ def test_every_mutation_kind_changes_lists_and_expectations() -> None:
     assert store.query(org, latest, 0, 1)[1][0].pk == new
     store.delete_order(org, pks[1])
     assert pks[1] not in store.order_pks(org) and store.get_order(org, pks[1]) is None
-    assert pks[1] not in {r["order_pk"] for r in store.expected_rows(org)["orders"]}
+    assert pks[1] not in {r["order_pk"] for r in expected_rows(store, org)["orders"]}
     target = next(pk for pk in pks[2:] if store.get_order(org, pk).boxes)  # type: ignore[union-attr]
     box = store.remove_box(org, target)
-    assert box not in {r["box_pk"] for r in store.expected_rows(org)["boxes"]}
+    assert box not in {r["box_pk"] for r in expected_rows(store, org)["boxes"]}
     assert store.query(org, latest, 0, 1)[1][0].pk == target
     box_pk = store.add_box(org, target, items=2)
     item_pk = store.add_item(org, target, box_pk)
     store.set_item_quantity(org, target, box_pk, item_pk, 42)
-    rows = store.expected_rows(org)
+    rows = expected_rows(store, org)
     assert [r["quantity"] for r in rows["items"] if r["item_pk"] == item_pk] == [42]
     assert len([r for r in rows["items"] if r["box_pk"] == box_pk]) == 3
     store.update_box(org, target, box_pk, weight="2 kg", tracking_number="TRK 1")
-    brow = next(r for r in store.expected_rows(org)["boxes"] if r["box_pk"] == box_pk)
+    brow = next(r for r in expected_rows(store, org)["boxes"] if r["box_pk"] == box_pk)
     assert brow["weight_g"] == Decimal(2000) and brow["tracking_number"] == "TRK 1"
     store.update_order(org, target, billing_total="12.50 EUR", ordered_at="2024-05-01T00:00:00Z")
-    orow = next(r for r in store.expected_rows(org)["orders"] if r["order_pk"] == target)
+    orow = next(r for r in expected_rows(store, org)["orders"] if r["order_pk"] == target)
     assert orow["billing_total"] == Decimal("12.50")
     assert orow["ordered_at"] == datetime(2024, 5, 1, tzinfo=UTC)
     with pytest.raises(ValueError):
@@ -437,7 +438,7 @@ def test_store_is_thread_safe_under_concurrent_mutation_and_reads() -> None:
             while not stop.is_set():
                 count, docs = store.page_bytes(org, q, 0, 50, "expanded")
                 assert len(docs) == min(50, count)
-                store.expected_rows(org, since=datetime(2024, 1, 1, tzinfo=UTC))
+                expected_rows(store, org, since=datetime(2024, 1, 1, tzinfo=UTC))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -458,6 +459,6 @@ def test_tie_fraction_controls_shared_timestamps() -> None:
     tied = SandboxStore(SandboxConfig(orders=400, tie_fraction=0.5, tie_values=3))
     loose = SandboxStore(SandboxConfig(orders=400, tie_fraction=0.0))
     for store, low, high in ((tied, 150, 260), (loose, 0, 5)):
-        stamps = Counter(r["nested_updated_at"] for r in store.expected_rows()["orders"])
+        stamps = Counter(r["nested_updated_at"] for r in expected_rows(store)["orders"])
         shared = sum(n for n in stamps.values() if n > 1)
         assert low <= shared <= high, shared

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from support import assert_warehouse_matches, cli_env, fetch_rows, run_cli, warehouse_engine
+from support.expected import expected_rows
 
 from rc_sandbox import SandboxServer
 
@@ -25,7 +26,7 @@ def test_sync_status_and_exit_zero(sandbox: SandboxServer, target, tmp_path: Pat
     result = run_cli(["sync"], env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "300 orders read" in result.stdout
-    assert_warehouse_matches(target, sandbox.store.expected_rows())
+    assert_warehouse_matches(target, expected_rows(sandbox.store))
     status = run_cli(["status", "--json"], env, tmp_path)
     assert status.returncode == 0, status.stderr
     for org in sandbox.store.org_pks():

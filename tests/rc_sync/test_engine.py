@@ -12,6 +12,7 @@ from support import (
     make_settings,
     warehouse_engine,
 )
+from support.expected import expected_issues, expected_rows
 
 from rc_sandbox import SandboxServer
 from rc_sync.engine import SyncEngine
@@ -37,7 +38,7 @@ def test_full_sync_equals_the_source(sandbox: SandboxServer, target) -> None:
     assert report.total("orders_read") == 300
     assert report.total("orders_new") == 300
     assert all(o.watermark_after is not None for o in report.orgs)
-    assert_warehouse_matches(target, sandbox.store.expected_rows())
+    assert_warehouse_matches(target, expected_rows(sandbox.store))
     assert_no_duplicate_keys(target)
 
 
@@ -83,7 +84,7 @@ def test_mutations_are_picked_up_incrementally(sandbox: SandboxServer, target) -
 
     with SyncEngine(settings, auto_migrate=True) as engine:
         second = engine.sync_incremental()
-    assert_warehouse_matches(target, store.expected_rows())
+    assert_warehouse_matches(target, expected_rows(store))
     assert_no_duplicate_keys(target)
     rep = next(o for o in second.orgs if o.org_pk == org)
     assert rep.mode == "incremental"
@@ -166,13 +167,13 @@ def test_reconcile_marks_deleted_and_restores(sandbox: SandboxServer, target) ->
     db.dispose()
     assert deleted == set(doomed)
     assert not view_orders & set(doomed)
-    assert_warehouse_matches(target, store.expected_rows())
+    assert_warehouse_matches(target, expected_rows(store))
 
 
 def test_backfill_days_resume_under_the_same_key(sandbox: SandboxServer, target) -> None:
     """Day-by-day backfills record each day; a rerun with the same key skips the done days."""
     settings = make_settings(sandbox, target)
-    stamps = sorted(r["nested_updated_at"] for r in sandbox.store.expected_rows()["orders"])
+    stamps = sorted(r["nested_updated_at"] for r in expected_rows(sandbox.store)["orders"])
     days = sorted({s.date() for s in stamps})[:4]
     with SyncEngine(settings, auto_migrate=True) as engine:
         first = engine.backfill_days(days, key="bf-1")
@@ -182,7 +183,7 @@ def test_backfill_days_resume_under_the_same_key(sandbox: SandboxServer, target)
     assert again.total("orders_read") == 0
     since = datetime.combine(days[0], datetime.min.time(), tzinfo=UTC)
     until = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    expected = sandbox.store.expected_rows(since=since, until=until)
+    expected = expected_rows(sandbox.store, since=since, until=until)
     assert_warehouse_matches(target, expected)
     assert all(o.watermark_after is None for o in first.orgs)
 
@@ -194,12 +195,12 @@ def test_poisoned_values_become_null_plus_issue(target) -> None:
     with SandboxServer(SandboxConfig(orgs=1, orders=200, seed=3, poison_rate=0.2)) as server:
         with SyncEngine(make_settings(server, target), auto_migrate=True) as engine:
             report = engine.sync_incremental()
-        expected_issues = server.store.expected_issues()
+        poisoned = expected_issues(server.store)
         assert report.status == "success"
-        assert expected_issues, "the sandbox should have poisoned some values"
-        assert_warehouse_matches(target, server.store.expected_rows())
+        assert poisoned, "the sandbox should have poisoned some values"
+        assert_warehouse_matches(target, expected_rows(server.store))
         issues = fetch_rows(target, "load_issues", live_only=False)
         got = {(i["org_pk"], i["order_pk"], i["table_name"], i["column_name"]) for i in issues}
-        for org_pk, order_pk, table, column, _raw in expected_issues:
+        for org_pk, order_pk, table, column, _raw in poisoned:
             assert (org_pk, order_pk, table, column) in got
         assert report.total("load_issues_new") == len(issues)

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from support import assert_no_duplicate_keys, assert_warehouse_matches, fetch_rows, warehouse_engine
+from support.expected import expected_issues, expected_rows
 
 from rc_extract.client import ReadyCloudClient
 from rc_sandbox import SandboxConfig, SandboxServer
@@ -205,7 +206,7 @@ def token_in_tables(target: Any) -> list[str]:
 def assert_exact(target: Any, server: SandboxServer, *, issues: bool = True) -> None:
     """The warehouse equals the sandbox column by column; no duplicate keys; same load issues."""
     store = server.store
-    assert_warehouse_matches(target, store.expected_rows(), orgs=store.org_pks())
+    assert_warehouse_matches(target, expected_rows(store), orgs=store.org_pks())
     assert_no_duplicate_keys(target)
     if issues:
         assert_issues_match(target, server)
@@ -219,7 +220,7 @@ def assert_issues_match(target: Any, server: SandboxServer) -> None:
         for r in fetch_rows(target, "load_issues", live_only=False)
         if (r["org_pk"], r["order_pk"]) in live
     }
-    want = set(server.store.expected_issues())
+    want = set(expected_issues(server.store))
     assert got == want, (
         f"load issues differ: missing {sorted(want - got)[:5]}, extra {sorted(got - want)[:5]}"
     )
@@ -245,7 +246,7 @@ def assert_watermark_not_ahead(target: Any, server: SandboxServer) -> None:
         mark = watermark(target, org_pk)
         if mark is None:
             continue
-        expected = store.expected_rows(org_pk, until=mark)
+        expected = expected_rows(store, org_pk, until=mark)
         actual = {t: [r for r in fetch_rows(target, t) if r["org_pk"] == org_pk] for t in expected}
         keys = {r["order_pk"] for r in expected["orders"]}
         trimmed = {t: [r for r in rows if r["order_pk"] in keys] for t, rows in actual.items()}

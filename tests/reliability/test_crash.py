@@ -27,6 +27,7 @@ from reliability_support import (
     watermark,
 )
 from support import assert_no_duplicate_keys, diff_table, fetch_rows
+from support.expected import expected_rows
 
 pytestmark = pytest.mark.reliability
 
@@ -46,7 +47,7 @@ HOOK_POINTS: list[str] = [
 
 def assert_whole_batches(target: Any, server: Any) -> None:
     """Every order in the warehouse is exactly its source state, children included."""
-    expected = server.store.expected_rows()
+    expected = expected_rows(server.store)
     present = {(r["org_pk"], r["order_pk"]) for r in fetch_rows(target, "orders")}
     problems: list[str] = []
     for table, rows in expected.items():

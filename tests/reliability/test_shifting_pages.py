@@ -18,6 +18,7 @@ from reliability_support import (
     source_order_keys,
 )
 from support import diff_table, fetch_rows
+from support.expected import expected_rows
 
 from rc_common.timefmt import utc_now
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.reliability
 
 def _unchanged_since(server, started: datetime) -> dict[str, list[dict]]:
     """Expected rows of the orders whose last change is before `started`."""
-    return server.store.expected_rows(until=started)
+    return expected_rows(server.store, until=started)
 
 
 def assert_unchanged_orders_exact(target, server, started: datetime) -> None:
