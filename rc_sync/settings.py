@@ -25,24 +25,21 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rc_common.flags import flag_value
 from rc_common.paths import DEFAULT_BASE_URL
 from rc_sync.errors import ConfigError
 from warehouse.settings import WarehouseSettings
 
-TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y", "t"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", "f", ""})
-
 
 def truthy(value: Any) -> bool:
-    """The one decider of on/off strings (RC_SANDBOX, RC_SYNC_SCHEDULES_ON, ...)."""
+    """On/off settings (RC_SANDBOX, RC_SYNC_SCHEDULES_ON): rc_common.flags decides; blank = off."""
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in TRUE_WORDS:
-        return True
-    if text in FALSE_WORDS:
-        return False
-    raise ValueError(f"{value!r} is not on/off (use 1/0, true/false, yes/no, on/off)")
+    text = str(value)
+    decided = flag_value(text) if text.strip() else False
+    if decided is None:
+        raise ValueError(f"{value!r} is not on/off (use 1/0, true/false, yes/no, on/off)")
+    return decided
 
 
 Flag = Annotated[bool, BeforeValidator(truthy)]

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from rc_common.flags import FALSE_WORDS, TRUE_WORDS
 from rc_common.timefmt import parse_api_datetime
 
 MAX_RAW_CHARS = 2000
@@ -231,8 +232,6 @@ METRES_PER_UNIT: dict[str, Decimal] = {
     "inches": Decimal("0.0254"),
     "ft": Decimal("0.3048"),
 }
-TRUE_WORDS = frozenset({"true", "t", "1", "yes", "y", "on"})
-FALSE_WORDS = frozenset({"false", "f", "0", "no", "n", "off"})
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?"
 _MONEY = re.compile(
