@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from rc_common.paths import webhooks_path
 from rc_common.timefmt import format_api_datetime, utc_now
 from rc_sandbox.config import SandboxConfig
 
@@ -82,7 +83,7 @@ class Hook:
     @property
     def url(self) -> str:
         """The webhook's own (host-relative) url."""
-        return f"/api/v2/orgs/{quote(self.org_pk, safe='')}/webhooks/{self.pk}/"
+        return f"{webhooks_path(self.org_pk)}{self.pk}/"
 
     def to_json(self) -> dict[str, Any]:
         """The API representation (token included: it is read-only, not secret to its owner)."""

@@ -30,7 +30,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rc_common.paths import parse_object_url
+from rc_common.paths import API_PREFIX, parse_object_url
 from rc_common.timefmt import parse_api_datetime
 from warehouse import webhooks as wh
 
@@ -127,7 +127,7 @@ def _object_of(org_pk: str, path_order: str | None, body: Any, method: str) -> t
         raise _Refused(400, "a POST delivery needs the order's url in the body")
     if method != "DELETE" and isinstance(body, dict) and body:
         raise _Refused(400, "the body has no url")
-    return f"/api/v2/orgs/{org_pk}/orders/{path_order}/", path_order
+    return f"{API_PREFIX}/orgs/{org_pk}/orders/{path_order}/", path_order
 
 
 class Receiver:
