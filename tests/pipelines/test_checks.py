@@ -143,10 +143,10 @@ def test_freshness_warns_when_the_watermark_is_old() -> None:
     from pipelines.checks import _freshness
 
     now = datetime.now(UTC)
-    old = _freshness({"7": now - timedelta(hours=3), "8": now}, 60.0)
+    old = _freshness({"7": now - timedelta(hours=3), "8": now}, {}, 60.0)
     assert not old.passed and "7" in (old.description or "")
     assert 179 < old.metadata["max_lag_minutes"].value < 181
-    fresh = _freshness({"7": now - timedelta(minutes=5)}, 60.0)
+    fresh = _freshness({"7": now - timedelta(minutes=5)}, {}, 60.0)
     assert fresh.passed
 
 

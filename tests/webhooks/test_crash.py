@@ -19,6 +19,7 @@ from support import (
     cli_env,
     make_settings,
 )
+from support.expected import expected_rows
 from webhook_support import event_rows, mutate_updates
 
 from rc_sandbox import SandboxConfig, SandboxServer
@@ -107,7 +108,7 @@ def test_sigkill_during_a_stream_loses_nothing(target: Any, tmp_path: Path) -> N
         log = server.hub.log
         assert {r.fate for r in log} == {"delivered"}, "a delivery was given up"
         assert any(r.attempts > 1 for r in log), "no delivery needed a retry: the kills missed"
-        assert_warehouse_matches(target, server.store.expected_rows())
+        assert_warehouse_matches(target, expected_rows(server.store))
         assert_no_duplicate_keys(target)
         stored = {(e["org_pk"], e["order_pk"], e["nested_updated_at"]) for e in event_rows(target)}
         from rc_common.timefmt import parse_api_datetime
