@@ -68,3 +68,13 @@ def day_bounds(first: date, last: date | None = None) -> tuple[datetime, datetim
 def days_between(first: date, last: date) -> list[date]:
     """Every day from `first` to `last`, inclusive."""
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def api_datetime_or_none(value: object) -> datetime | None:
+    """An API timestamp (e.g. nested_updated_at) as an aware datetime; None when absent or bad."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_api_datetime(value)
+    except ValueError:
+        return None

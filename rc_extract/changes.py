@@ -16,7 +16,7 @@ from itertools import pairwise
 from typing import Any, Literal
 
 from rc_common.paths import parse_object_url, url_path
-from rc_common.timefmt import format_api_datetime, parse_api_datetime
+from rc_common.timefmt import api_datetime_or_none, format_api_datetime
 from rc_extract.client import Page, ReadyCloudClient
 from rc_extract.errors import InvalidResponseError, UnstableListingError
 from rc_extract.settings import (
@@ -131,18 +131,8 @@ def order_identity(order: Mapping[str, Any]) -> str:
     return url_path(url)
 
 
-def order_time(value: Any) -> datetime | None:
-    """A nested_updated_at value as an aware datetime; None when missing or unparseable."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_api_datetime(value)
-    except ValueError:
-        return None
-
-
 def _in_window(stamp: Any, window: Window, *, unknown: bool) -> bool:
-    moment = order_time(stamp)
+    moment = api_datetime_or_none(stamp)
     return unknown if moment is None else window.contains(moment)
 
 
@@ -198,7 +188,7 @@ class ChangeReader:
         samples: list[list[datetime]] = []
         for ordering in (ORDERING_FIELD, f"-{ORDERING_FIELD}"):
             page = self._first_page(org_pk, {"ordering": ordering, "limit": ORDERING_PROBE_SIZE})
-            stamps = [order_time(item.get(CHANGE_FIELD)) for item in page.results]
+            stamps = [api_datetime_or_none(item.get(CHANGE_FIELD)) for item in page.results]
             samples.append([s for s in stamps if s is not None])
         ascending, descending = samples
         if len(set(ascending + descending)) < 2:
@@ -264,7 +254,7 @@ class ChangeReader:
         listed: set[str] = set()
         pending: OrderBatch | None = None
         for page in self.client.iter_orders(org_pk, params, expand=True):
-            stamps = [order_time(order.get(CHANGE_FIELD)) for order in page.results]
+            stamps = [api_datetime_or_none(order.get(CHANGE_FIELD)) for order in page.results]
             outside = sum(1 for s in stamps if s is not None and not window.contains(s))
             if outside:
                 logger.warning(
@@ -420,7 +410,7 @@ class ChangeReader:
             for item in page.results:
                 raw = item.get(CHANGE_FIELD)
                 entries[order_identity(item)] = raw if isinstance(raw, str) else ""
-                stamp = order_time(raw)
+                stamp = api_datetime_or_none(raw)
                 if stamp is not None:
                     stamps.append(stamp)
             if page.next is None or not page.results:

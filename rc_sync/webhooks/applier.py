@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from rc_common.timefmt import parse_api_datetime
+from rc_common.timefmt import api_datetime_or_none
 from rc_extract.client import ReadyCloudClient
 from rc_extract.errors import ReadyCloudError
 from warehouse import state as wh_state
@@ -86,16 +86,6 @@ def needs_detail(doc: dict[str, Any]) -> bool:
         if any(not isinstance(item, dict) or set(item) <= {"url"} for item in items):
             return True
     return False
-
-
-def _nested(doc: dict[str, Any]) -> datetime | None:
-    value = doc.get("nested_updated_at")
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_api_datetime(value)
-    except ValueError:
-        return None
 
 
 class WebhookApplier:
@@ -199,7 +189,7 @@ class WebhookApplier:
                     continue
                 doc = fetched
             requests[event.id] = spent
-            nested = _nested(doc)
+            nested = api_datetime_or_none(doc.get("nested_updated_at"))
             current = best.get(pk)
             if current is not None:
                 older = current[0] is not None and nested is not None and nested < current[0]

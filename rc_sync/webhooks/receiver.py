@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rc_common.paths import API_PREFIX, parse_object_url
-from rc_common.timefmt import parse_api_datetime
+from rc_common.timefmt import api_datetime_or_none
 from warehouse import webhooks as wh
 
 log = logging.getLogger("rc_sync.webhooks")
@@ -96,16 +96,6 @@ def _decode(raw: bytes) -> Any:
     if b"\\u0000" in raw and _has_nul(doc):  # PostgreSQL's JSON cannot hold U+0000
         raise ValueError("a string contains a NUL character, which the warehouse cannot store")
     return doc
-
-
-def _parse_nested(doc: Any) -> datetime | None:
-    value = doc.get("nested_updated_at") if isinstance(doc, dict) else None
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_api_datetime(value)
-    except ValueError:
-        return None
 
 
 def _object_of(org_pk: str, path_order: str | None, body: Any, method: str) -> tuple[str, str]:
@@ -214,7 +204,9 @@ class Receiver:
             "body": body,
             "content_hash": hashlib.sha256(raw).hexdigest(),
             "received_at": datetime.now(UTC),
-            "nested_updated_at": _parse_nested(body),
+            "nested_updated_at": api_datetime_or_none(
+                body.get("nested_updated_at") if isinstance(body, dict) else None
+            ),
         }
         await run_in_threadpool(wh.insert_event, self.engine, event)
         self.stored += 1
