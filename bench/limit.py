@@ -30,6 +30,7 @@ def fetch_pages(
 
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     elapsed = 0.0
+    cpu = 0.0
     pages = orders = nbytes = 0
     batches: list[Any] = []
     synced_at = datetime.now(UTC)
@@ -38,6 +39,7 @@ def fetch_pages(
             offset = 0
             while True:
                 started = time.perf_counter()
+                cpu_started = time.process_time()
                 response = client.get(
                     f"{base_url}/api/v2/orgs/{org}/orders/",
                     params={"expand": "boxes,items", "limit": page_size, "offset": offset},
@@ -46,6 +48,7 @@ def fetch_pages(
                 body = response.content
                 data = json.loads(body)
                 elapsed += time.perf_counter() - started
+                cpu += time.process_time() - cpu_started
                 results = data["results"]
                 pages += 1
                 orders += len(results)
@@ -57,6 +60,7 @@ def fetch_pages(
                 offset += len(results)
     return {
         "elapsed_s": elapsed,
+        "cpu_s": cpu,
         "pages": pages,
         "orders": orders,
         "bytes": nbytes,
@@ -67,7 +71,7 @@ def fetch_pages(
 def _rows(batches: list[Any], dialect: str) -> dict[str, list[tuple[Any, ...]]]:
     """Driver-ready tuples per table, converted exactly like rc-sync's loader does."""
     from warehouse import models
-    from warehouse.load import _converter
+    from warehouse.bulk import _converter
     from warehouse.normalize import RAW_JSON
 
     tables = {
@@ -118,6 +122,7 @@ def bulk_load(url: str, schema: str, batches: list[Any]) -> dict[str, Any]:
         with engine.connect() as conn:
             raw: Any = conn.connection.dbapi_connection
             started = time.perf_counter()
+            cpu_started = time.process_time()
             if dialect == "sqlite":
                 cursor = raw.cursor()
                 cursor.execute("BEGIN IMMEDIATE")
@@ -139,10 +144,12 @@ def bulk_load(url: str, schema: str, batches: list[Any]) -> dict[str, Any]:
                                 copy.write_row(values)
                 raw.commit()
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
     finally:
         engine.dispose()
     return {
         "elapsed_s": elapsed,
+        "cpu_s": cpu,
         "rows": total_rows,
         "per_table": {k: len(v) for k, v in rows.items()},
     }

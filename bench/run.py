@@ -42,6 +42,7 @@ class ChildResult:
     peak_rss_mb: float
     stdout: str
     stderr: str
+    cpu_s: float = 0.0  # user + system CPU of the child (imports included)
 
 
 def run_child(
@@ -71,6 +72,7 @@ def run_child(
             usage.ru_maxrss / 1024,
             out.read().decode("utf-8", "replace"),
             err.read().decode("utf-8", "replace"),
+            usage.ru_utime + usage.ru_stime,
         )
 
 
@@ -261,6 +263,7 @@ class SyncSample:
     orders: int
     rows: int
     server_requests: int = 0  # counted by the sandbox: every API request of the process
+    cpu_s: float = 0.0  # the child's CPU time (user + system), imports included
 
     @classmethod
     def from_child(cls, child: ChildResult) -> SyncSample:
@@ -276,6 +279,7 @@ class SyncSample:
             requests=int(report["requests"]),
             orders=sum(int(o["orders_read"]) for o in report["orgs"]),
             rows=rows,
+            cpu_s=child.cpu_s,
         )
 
 
@@ -313,8 +317,17 @@ def summarize(samples: list[SyncSample]) -> dict[str, Any]:
         "requests": int(median([s.server_requests for s in samples])),
         "client_requests": int(median([s.requests for s in samples])),
         "peak_rss_mb": median([s.peak_rss_mb for s in samples]),
+        "cpu_s": median([s.cpu_s for s in samples]),
         "samples": [s.__dict__ for s in samples],
     }
+
+
+def run_rebuild(target: Target) -> SyncSample:
+    """`rc-sync rebuild --all` on a synced warehouse (no sandbox: it must not need the API)."""
+    cmd = [*rc_sync_cmd(target, None, None), "--base-url", "http://127.0.0.1:9", "rebuild"]
+    cmd += ["--all", "--json"]
+    child = _checked(run_child(cmd, child_env(None)), f"rc-sync rebuild ({target.dialect})")
+    return SyncSample.from_child(child)
 
 
 def log(message: str) -> None:
@@ -457,6 +470,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fetch_s = median([f["elapsed_s"] for f in limit["fetch"]])
         results["limit"] = {
             "fetch_parse_s": fetch_s,
+            "fetch_parse_cpu_s": median([f.get("cpu_s", 0.0) for f in limit["fetch"]]),
+            "load_cpu_s": {
+                d: median([r.get("cpu_s", 0.0) for r in runs]) for d, runs in limit["load"].items()
+            },
             "pages": limit["fetch"][0]["pages"],
             "orders": limit["fetch"][0]["orders"],
             "bytes": limit["fetch"][0]["bytes"],
@@ -485,6 +502,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 kept[dialect].append(target)
             full[dialect] = summarize(samples)
         results["full_sync"] = full
+
+        # 2b. rebuild of everything that was just synced, from the stored documents ----------
+        rebuild: dict[str, Any] = {}
+        for dialect in dialects:
+            samples = []
+            for attempt, target in enumerate(kept[dialect]):
+                log(f"rebuild --all {dialect} #{attempt + 1}")
+                samples.append(run_rebuild(target))
+                log(f"  {samples[-1].wall_s:.2f}s, {samples[-1].peak_rss_mb:.0f} MB")
+            rebuild[dialect] = summarize(samples)
+        results["rebuild"] = rebuild
 
         # 3. incremental after a share of the orders changed -------------------------------
         changed = sandbox.command(f"touch {args.change_fraction}")["changed"]
@@ -598,15 +626,36 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, each with the measured figure and whether it holds."""
     out: list[dict[str, Any]] = []
     limit = r["limit"]
+    for dialect, figures in r.get("rebuild", {}).items():
+        ratio = figures["wall_s"] / limit["load_s"][dialect]
+        out.append(
+            {
+                "target": f"rebuild {dialect} within 1.5x of the bulk-load limit (wall)",
+                "measured": f"{ratio:.2f}x",
+                "holds": ratio <= 1.5,
+            }
+        )
     for dialect, figures in r["full_sync"].items():
         ratio = figures["wall_s"] / limit["total_s"][dialect]
         out.append(
             {
-                "target": f"full sync {dialect} within 2x of the limit",
+                "target": f"full sync {dialect} within 1.5x of the limit (wall)",
                 "measured": f"{ratio:.2f}x",
-                "holds": ratio <= 2.0,
+                "holds": ratio <= 1.5,
             }
         )
+        limit_cpu = limit.get("fetch_parse_cpu_s", 0.0) + limit.get("load_cpu_s", {}).get(
+            dialect, 0.0
+        )
+        if limit_cpu and figures.get("cpu_s"):
+            cpu_ratio = figures["cpu_s"] / limit_cpu
+            out.append(
+                {
+                    "target": f"full sync {dialect} within 2x of the limit's client CPU",
+                    "measured": f"{cpu_ratio:.2f}x ({figures['cpu_s']:.1f} s vs {limit_cpu:.1f} s)",
+                    "holds": cpu_ratio <= 2.0,
+                }
+            )
         small = r["small_full_sync"].get(dialect)
         if small:
             growth = figures["peak_rss_mb"] / small["peak_rss_mb"]
@@ -732,6 +781,9 @@ def table_rows(r: dict[str, Any]) -> list[list[str]]:
     for dialect, f in r["full_sync"].items():
         ratio = _fmt(f["wall_s"] / limit["total_s"][dialect])
         rows.append(_full_sync_row(f"rc-sync full sync, N={f['orders']:,}", dialect, f, ratio))
+    for dialect, f in r.get("rebuild", {}).items():
+        ratio = _fmt(f["wall_s"] / limit["load_s"][dialect]) + " of bulk load"
+        rows.append(_full_sync_row(f"rc-sync rebuild --all, N={f['orders']:,}", dialect, f, ratio))
     divisor = r["config"].get("scale_divisor", 10)
     for dialect, f in r.get("small_full_sync", {}).items():
         if isinstance(f, dict):

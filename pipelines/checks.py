@@ -17,6 +17,7 @@ UNIQUE = "unique_keys"
 ORPHANS = "no_orphans"
 FRESHNESS = "watermark_fresh"
 ROW_COUNT = "row_count_matches_api"
+NORMALIZATION = "normalization_current"
 
 INTEGRITY_SPECS = [
     *[
@@ -45,6 +46,12 @@ INTEGRITY_SPECS = [
             "is active) is within the freshness limit of now (passes as not applicable before "
             "the first live sync)."
         ),
+    ),
+    dg.AssetCheckSpec(
+        NORMALIZATION,
+        asset=TABLE_KEYS["orders"],
+        description="Every order was typed by the installed normalization version; if not, "
+        "the readycloud_rebuild job (`rc-sync rebuild`) re-derives them without API requests.",
     ),
 ]
 
@@ -93,6 +100,24 @@ def readycloud_integrity_checks(
                 engine.webhooks_applied(),
                 engine.settings.dagster.freshness_limit_minutes,
             )
+        if dg.AssetCheckKey(TABLE_KEYS["orders"], NORMALIZATION) in selected:
+            yield _normalization(engine.stale_orders())
+
+
+def _normalization(stale: dict[str, int]) -> dg.AssetCheckResult:
+    """Warn when orders were typed by an older normalization than the installed one."""
+    total = sum(stale.values())
+    return dg.AssetCheckResult(
+        asset_key=TABLE_KEYS["orders"],
+        check_name=NORMALIZATION,
+        passed=total == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None
+        if total == 0
+        else f"{total} order(s) were normalized by an older normalization version than the "
+        "installed one; run the readycloud_rebuild job or `rc-sync rebuild` (no API requests)",
+        metadata={"stale_orders": total, "per_org": dg.MetadataValue.json(stale)},
+    )
 
 
 def _freshness(

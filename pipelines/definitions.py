@@ -6,6 +6,7 @@ import dagster as dg
 
 from pipelines.assets import readycloud_sync, readycloud_views
 from pipelines.checks import readycloud_integrity_checks, row_count_matches_api
+from pipelines.rebuild import readycloud_rebuild
 from pipelines.resources import RcSyncResource
 from pipelines.schedules import (
     readycloud_reconcile,
@@ -36,7 +37,7 @@ def build_resource() -> RcSyncResource:
 defs = dg.Definitions(
     assets=[readycloud_sync, readycloud_views],
     asset_checks=[readycloud_integrity_checks, row_count_matches_api, webhooks_healthy],
-    jobs=[readycloud_refresh_job, readycloud_reconcile],
+    jobs=[readycloud_refresh_job, readycloud_reconcile, readycloud_rebuild],
     schedules=[readycloud_refresh, readycloud_reconcile_daily],
     sensors=[readycloud_webhook_events],
     resources={"rc_sync": build_resource()},

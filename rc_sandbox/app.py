@@ -416,6 +416,8 @@ class SandboxApp:
             store.update_order(org, order, **fields)
         elif action == "orders/delete":
             store.delete_order(org, order)
+        elif action == "orders/restore":
+            store.restore_order(org, order)
         elif action == "boxes/add":
             return {"box": store.add_box(org, order, int(body.get("items", 1)))}
         elif action == "boxes/remove":

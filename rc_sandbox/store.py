@@ -77,6 +77,7 @@ class _Org:
         self.keys: dict[str, dict[str, int]] = {}  # order pk -> field -> microseconds
         self.index: dict[str, SortedList] = {}
         self.by_primary: dict[str | None, set[str]] = {}
+        self.deleted: dict[str, Order] = {}  # removed orders, for restore_order
         self.version = 0
 
     def keys_of(self, name: str) -> list[int]:
@@ -510,10 +511,21 @@ class SandboxStore:
             org, order = self._order(org_pk, order_pk)
             self._unindex(org, order)
             del org.orders[order_pk]
+            org.deleted[order_pk] = order
             org.version += 1
             self.mutations += 1
             for listener in self.listeners:
                 listener(org_pk, order_pk, "DELETE", None)
+
+    def restore_order(self, org_pk: str, order_pk: str) -> None:
+        """Bring a deleted order back unchanged (same document, same nested_updated_at)."""
+        with self.lock:
+            org = self._org(org_pk)
+            order = org.deleted.pop(order_pk, None)
+            if order is None:
+                raise KeyError(f"no deleted order {order_pk!r} in org {org_pk!r}")
+            org.orders[order_pk] = order
+            self._reindex(org, order)
 
     def add_box(self, org_pk: str, order_pk: str, items: int = 1) -> str:
         """Add a new box with `items` items; returns its pk."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rc_common.paths import parse_object_url
-from rc_common.tables import DATA_TABLES, PARENTS, sum_counts
+from rc_common.tables import DATA_TABLES, PARENTS, TableCounts, sum_counts
 from rc_common.timefmt import day_bounds, format_api_datetime, parse_api_datetime, utc_now
 from rc_extract.changes import PROBES, Capabilities, ChangeReader, Window
 from rc_extract.client import ReadyCloudClient
@@ -28,11 +28,14 @@ from rc_sync.report import OrgReport, RunReport
 from rc_sync.settings import Settings
 from warehouse import migrate as wh_migrate
 from warehouse import quality
+from warehouse import rebuild as wh_rebuild
 from warehouse import state as wh_state
 from warehouse import webhooks as wh_webhooks
+from warehouse.history import BACKFILL, RECONCILE, SYNC
 from warehouse.load import BackfillDay, Loader, LoadStats
 from warehouse.locks import org_run_lock
 from warehouse.normalize import normalize_orders
+from warehouse.parsing import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ class SyncEngine:
         # from and stored to sync_state (see _seed_capabilities).
         self.capabilities = Capabilities()
         self._warehouse_checked = False
+        self._run_id: int | None = None
 
     # -- resources -------------------------------------------------------------------------
 
@@ -197,6 +201,89 @@ class SyncEngine:
         """Mark orders that vanished at the source as deleted; clear the mark if they came back."""
         return self._run("reconcile", orgs, self._reconcile_org, force=force)
 
+    def rebuild(
+        self,
+        orgs: Sequence[str] | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        all_rows: bool = False,
+    ) -> RunReport:
+        """Re-derive the typed tables from the stored documents; makes no API request.
+
+        Re-derives the orders normalized by another version than the installed one (all
+        orders of the scope with `all_rows`), in committed batches; a rerun resumes.
+        """
+        started = time.monotonic()
+        report = RunReport(kind="rebuild")
+        db = self.db
+        org_pks = list(orgs or self.settings.orgs or wh_state.warehouse_orgs(db))
+        report.run_id = wh_state.begin_run(db, kind="rebuild", org_pks=org_pks)
+        self._run_id = report.run_id
+        try:
+            for org_pk in org_pks:
+                rep = OrgReport(
+                    org_pk=org_pk, mode="rebuild", window_since=since, window_until=until
+                )
+                report.orgs.append(rep)
+                org_started = time.monotonic()
+                with org_run_lock(db, org_pk, timeout_s=self.settings.lock_timeout_s):
+                    self._notice_abandoned(org_pk)
+                    self._rebuild_org(rep, since, until, all_rows)
+                rep.elapsed_s = time.monotonic() - org_started
+            report.status = "success"
+        except BaseException as exc:
+            report.status = "failed"
+            report.error = _one_line(exc)
+            raise
+        finally:
+            report.elapsed_s = time.monotonic() - started
+            try:
+                wh_state.finish_run(db, report.run_id, report)
+            except Exception:  # recording the run must never hide the run's own error
+                log.exception("could not record the end of run %s", report.run_id)
+        return report
+
+    def stale_orders(self) -> dict[str, int]:
+        """org_pk -> orders typed by another normalization version than the installed one."""
+        return wh_rebuild.stale_counts(self.db)
+
+    def _rebuild_org(
+        self, rep: OrgReport, since: datetime | None, until: datetime | None, all_rows: bool
+    ) -> None:
+        """Rebuild one org under its run lock, with a progress bar over its stale orders."""
+        if all_rows:
+            wh_rebuild.mark_all_stale(self.db, rep.org_pk, since, until)
+        total = wh_rebuild.count_stale(self.db, rep.org_pk, since, until)
+        self.progress.start_org(rep.org_pk, "rebuild", total)
+
+        def advance(n: int) -> None:
+            rep.batches += 1
+            self.progress.advance(n)
+
+        stats = wh_rebuild.rebuild_org(
+            self.db,
+            rep.org_pk,
+            since=since,
+            until=until,
+            batch_size=self.settings.batch_orders,
+            history=self.settings.history,
+            on_batch=advance,
+        )
+        rep.orders_read = stats.orders_seen
+        rep.load_issues_new = stats.issues_opened
+        rep.load_issues_closed = stats.issues_closed
+        rep.history_rows = stats.history_retyped
+        for table, n in stats.changed.items():
+            rep.tables[table].add(TableCounts(updated=n, deleted=stats.removed.get(table, 0)))
+        rep.orders_updated = stats.changed["orders"]
+        self.progress.finish_org(
+            f"{stats.orders_seen} orders re-derived: "
+            + ", ".join(f"{t} {n} changed" for t, n in stats.changed.items())
+            + f"; {stats.history_retyped} history rows re-typed; load issues "
+            f"{stats.issues_opened} opened, {stats.issues_closed} closed"
+        )
+
     def count_window(self, org_pk: str, since: datetime | None, until: datetime | None) -> int:
         """The API's count of orders of an org whose nested_updated_at is in [since, until)."""
         return self.reader.count_window(org_pk, Window(since, until or utc_now()))
@@ -266,6 +353,7 @@ class SyncEngine:
         db = self.db
         before = self.client.stats.snapshot()
         report.run_id = wh_state.begin_run(db, kind=kind, org_pks=org_pks)
+        self._run_id = report.run_id
         try:
             for org_pk in org_pks:
                 org_report = OrgReport(org_pk=org_pk, mode=kind)
@@ -331,6 +419,7 @@ class SyncEngine:
         """Incremental or full sync of one org under the org's run lock; moves the watermark."""
         s = self.settings
         with org_run_lock(self.db, rep.org_pk, timeout_s=s.lock_timeout_s):
+            self._notice_abandoned(rep.org_pk)
             watermark = wh_state.get_watermark(self.db, rep.org_pk)
             rep.watermark_before = watermark
             until = utc_now()
@@ -340,8 +429,22 @@ class SyncEngine:
                 rep.mode = "incremental"
             else:
                 rep.mode = "full_refresh" if full else "full (first run)"
-            self._load_window(rep, Window(since, until), live=True)
+            seen: set[str] | None = set() if full else None
+            # Deletion marks older than this run that the complete listing contradicts are
+            # cleared; marks set while the run reads (a concurrent reconcile) are left alone.
+            deleted_before = wh_state.deleted_orders(self.db, rep.org_pk) if full else {}
+            live_before = set(wh_state.known_orders(self.db, rep.org_pk)) if full else set()
+            self._load_window(rep, Window(since, until), live=True, seen=seen)
+            if seen is not None and since is None:
+                self._apply_listing(rep, seen, live_before, deleted_before, force=False)
             rep.watermark_after = wh_state.get_watermark(self.db, rep.org_pk)
+
+    def _notice_abandoned(self, org_pk: str) -> None:
+        """Mark runs of the org that died holding its lock (SIGKILL, power loss) as abandoned."""
+        for run_id in wh_state.mark_abandoned(self.db, org_pk, self._run_id):
+            log.warning(
+                "run %s of org %s was left running by a dead process: abandoned", run_id, org_pk
+            )
 
     def _sync_window_org(self, rep: OrgReport, *, since: datetime, until: datetime) -> None:
         """Backfill one window of one org; the live watermark is left alone."""
@@ -376,8 +479,12 @@ class SyncEngine:
         live: bool,
         label: str | None = None,
         day: BackfillDay | None = None,
+        seen: set[str] | None = None,
     ) -> None:
-        """Stream one window from the API into the warehouse in bounded, committed batches."""
+        """Stream one window from the API into the warehouse in bounded, committed batches.
+
+        `seen`, when given, collects the pk of every order the window listed.
+        """
         if rep.window_since is None:
             rep.window_since = window.since
         rep.window_until = window.until
@@ -386,7 +493,8 @@ class SyncEngine:
         )
         self.progress.start_org(rep.org_pk, description, None)
         stored_caps = self._seed_capabilities(rep.org_pk)
-        loader = Loader(self.db)
+        loader = Loader(self.db, history=self.settings.history)
+        observed_by = SYNC if live else BACKFILL
         pending: list[dict[str, Any]] = []
         checkpoint: datetime | None = None
         total_known = False
@@ -394,13 +502,15 @@ class SyncEngine:
         # normalized here, and each batch is loaded on one writer thread while the next one
         # is normalized. At most one load is in flight and loads run in batch order, so each
         # batch still commits with its own checkpoint, in order; memory stays bounded.
-        with _BatchWriter(self, loader, rep, live=live) as writer:
+        with _BatchWriter(self, loader, rep, observed_by, live=live) as writer:
             for batch in self.reader.iter_window(rep.org_pk, window):
                 total = getattr(batch, "total", None)
                 if total is not None and not total_known:
                     self.progress.set_total(total)
                     total_known = True
                 pending.extend(batch.orders)
+                if seen is not None:
+                    seen.update(_order_pks(rep.org_pk, batch.orders))
                 if batch.checkpoint is not None and (
                     checkpoint is None or batch.checkpoint > checkpoint
                 ):
@@ -464,6 +574,40 @@ class SyncEngine:
                 rep.tables[table].add(counts)
         self.progress.advance(n_docs)
 
+    def _apply_listing(
+        self,
+        rep: OrgReport,
+        present: set[str],
+        live_known: set[str],
+        deleted: dict[str, datetime],
+        *,
+        force: bool,
+    ) -> None:
+        """Mark orders missing from a complete listing deleted; clear marks it contradicts.
+
+        Shared by reconcile and `sync --full-refresh`, with the same mass-deletion guard.
+        """
+        gone = sorted(live_known - present)
+        back = sorted(pk for pk in deleted if pk in present)
+        too_many = len(gone) > 10 and len(gone) > MASS_DELETE_GUARD * len(live_known)
+        if too_many and not force:
+            raise RunFailed(
+                f"{rep.mode} of org {rep.org_pk} would mark {len(gone)} of {len(live_known)} "
+                "orders deleted; refusing, as this looks like an access problem rather than "
+                "deletions. Check the token's access to the org, or run "
+                "`rc-sync reconcile --force`."
+            )
+        now = utc_now()
+        history = self.settings.history
+        rep.orders_deleted = wh_state.mark_deleted(self.db, rep.org_pk, gone, now, history=history)
+        rep.orders_restored = wh_state.clear_deleted(
+            self.db,
+            rep.org_pk,
+            back,
+            history=history,
+            observed_by=RECONCILE if rep.mode == "reconcile" else SYNC,
+        )
+
     def _reconcile_org(self, rep: OrgReport, *, force: bool) -> None:
         """Compare a verified compact listing with the warehouse; mark deletions and returns."""
         self.progress.start_org(rep.org_pk, "reconcile", None)
@@ -475,18 +619,7 @@ class SyncEngine:
                 present.add(order_pk)
         live_known = set(wh_state.known_orders(self.db, rep.org_pk))
         deleted = wh_state.deleted_orders(self.db, rep.org_pk)
-        gone = sorted(live_known - present)
-        back = sorted(pk for pk in deleted if pk in present)
-        too_many = len(gone) > 10 and len(gone) > MASS_DELETE_GUARD * len(live_known)
-        if too_many and not force:
-            raise RunFailed(
-                f"reconcile of org {rep.org_pk} would mark {len(gone)} of {len(live_known)} orders "
-                "deleted; refusing, as this looks like an access problem rather than deletions. "
-                "Check the token's access to the org, or run `rc-sync reconcile --force`."
-            )
-        now = utc_now()
-        rep.orders_deleted = wh_state.mark_deleted(self.db, rep.org_pk, gone, now)
-        rep.orders_restored = wh_state.clear_deleted(self.db, rep.org_pk, back)
+        self._apply_listing(rep, present, live_known, deleted, force=force)
         rep.path = "compact-listing"
         rep.orders_read = len(present)
         self.progress.advance(len(present))
@@ -507,10 +640,13 @@ class _BatchWriter:
     batch with its own checkpoint) and the error is re-raised.
     """
 
-    def __init__(self, engine: SyncEngine, loader: Loader, rep: OrgReport, *, live: bool) -> None:
+    def __init__(
+        self, engine: SyncEngine, loader: Loader, rep: OrgReport, observed_by: str, *, live: bool
+    ) -> None:
         self.engine = engine
         self.loader = loader
         self.rep = rep
+        self.observed_by = observed_by
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc-sync-load")
         self.inflight: tuple[Future[LoadStats], int] | None = None
         self.live = live
@@ -531,6 +667,7 @@ class _BatchWriter:
             checkpoint=checkpoint,
             live=checkpoint is not None,
             backfill_day=day,
+            observed_by=self.observed_by,
         )
         self.inflight = (future, len(docs))
 
@@ -573,6 +710,20 @@ class _BatchWriter:
                     log.exception("a batch load failed while the run was already failing")
         finally:
             self.pool.shutdown(wait=True)
+
+
+def _order_pks(org_pk: str, docs: Iterable[Any]) -> Iterator[str]:
+    """The order pks of listed documents, as the normalizer derives them (bad urls skipped)."""
+    for doc in docs:
+        url = doc.get("url") if isinstance(doc, dict) else None
+        if not isinstance(url, str):
+            continue
+        try:
+            ref = parse_object_url(url)
+        except ValueError:
+            continue
+        if ref.org_pk == org_pk and ref.order_pk is not None and ref.box_pk is None:
+            yield clean_text(ref.order_pk)
 
 
 def _add_request_stats(rep: OrgReport, before: dict[str, Any], after: dict[str, Any]) -> None:

@@ -30,6 +30,8 @@ class OrgReport:
     webhook_hits: int = 0  # changed orders a webhook had already applied (live syncs)
     webhook_misses: int = 0  # changed orders the poll had to repair although webhooks were on
     load_issues_new: int = 0
+    load_issues_closed: int = 0
+    history_rows: int = 0
     batches: int = 0
     days_done: int = 0
     days_skipped: int = 0

@@ -102,6 +102,7 @@ class Settings(BaseSettings):
         ge=1024,
         validation_alias=_env("webhook_max_body_bytes", "RC_SYNC_WEBHOOK_MAX_BODY_BYTES"),
     )
+    history: Flag = Field(True, validation_alias=_env("history", "RC_SYNC_HISTORY"))
 
     @field_validator("readycloud_base_url")
     @classmethod

@@ -94,6 +94,12 @@ TABLES: dict[str, TableDoc] = {
             ("content_hash", "SHA-256 of the canonical raw document (change detection)", TEXT),
             ("deleted_at", "when reconcile found the order gone at the source; else NULL", TS),
             _SYNCED,
+            (
+                "normalize_version",
+                "normalization version that typed this row (older than the installed one: "
+                "run `rc-sync rebuild`)",
+                COUNT,
+            ),
         ),
     ),
     "boxes": TableDoc(
@@ -221,13 +227,20 @@ TABLES: dict[str, TableDoc] = {
             ("kind", "incremental, full_refresh, window, backfill, reconcile...", TEXT),
             ("started_at", "when the run started", TS),
             ("finished_at", "when the run finished (NULL while running)", TS),
-            ("status", "running, success or failed", TEXT),
+            (
+                "status",
+                "running, success, failed, or abandoned (the process died mid-run; set by the "
+                "next run that took one of its orgs' locks)",
+                TEXT,
+            ),
             ("orgs", "org pks the run covered (array)", JSON),
             ("counts", "per-org and per-table counts reported by the run", JSON),
             ("requests", "HTTP requests made", COUNT),
             ("retries", "HTTP retries", COUNT),
             ("throttled", "HTTP 429 responses", COUNT),
             ("error", "error message when the run failed", TEXT),
+            ("host", "host name of the process that ran it", TEXT),
+            ("pid", "process id that ran it (to notice runs killed mid-way)", COUNT),
         ),
     ),
     "backfill_progress": TableDoc(
@@ -292,6 +305,92 @@ TABLES: dict[str, TableDoc] = {
     ),
 }
 
+_VALIDITY = (
+    (
+        "valid_from",
+        "start of this version's validity: the order version's nested_updated_at (for a "
+        "reappearance without a newer version: when rc-sync saw the order again)",
+        TS,
+    ),
+    (
+        "valid_to",
+        "end of validity: the next version's valid_from, or deleted_at; NULL while current",
+        TS,
+    ),
+    ("is_current", "true for the version that is current now (valid_to IS NULL)", BOOL),
+    ("observed_at", "when rc-sync first wrote this version", TS),
+    ("observed_by", "how it was observed: sync, backfill, webhook or reconcile", TEXT),
+    ("deleted_at", "when the order was seen deleted, which closed this version; else NULL", TS),
+    ("content_hash", "SHA-256 of the version's canonical source document (object)", TEXT),
+)
+_HISTORY_NOTE = (
+    " Only versions rc-sync observed are here: history starts when it is enabled, and a change "
+    "made and undone between two reads is invisible."
+)
+
+TABLES.update(
+    {
+        "order_history": TableDoc(
+            "One row per distinct version of an order (a new document content) that rc-sync "
+            "observed, with its validity interval." + _HISTORY_NOTE,
+            _cols(
+                _ORG,
+                _ORDER,
+                *_VALIDITY,
+                ("nested_updated_at", "the version's nested_updated_at", TS),
+                ("primary_id", "order id in the originating fulfilment system", TEXT),
+                ("order_number", "numeric twin of primary_id, stored verbatim as text", TEXT),
+                ("ordered_at", "when the order was finalised", TS),
+                ("printed_at", "when the label was printed", TS),
+                ("billing_status", "billing.status in this version", TEXT),
+                ("billing_subtotal", "billing.subtotal", money("billing_currency")),
+                ("billing_total", "billing.total", money("billing_currency")),
+                ("billing_currency", "currency of the billing amounts", CURRENCY),
+                ("shipping_status", "shipping.status in this version", TEXT),
+                ("ship_via", "carrier or shipping service (e.g. UPS)", TEXT),
+                ("ship_type", "service level (e.g. Ground)", TEXT),
+                ("warehouse", "shipping.warehouse", TEXT),
+                ("ship_to_country", "shipping.ship_to.country as received", TEXT),
+                ("ship_to_region", "shipping.ship_to.region as received", TEXT),
+                ("raw", "the version's document as received", JSON),
+                ("normalize_version", "normalization version that typed this row", COUNT),
+            ),
+        ),
+        "box_history": TableDoc(
+            "One row per distinct version of a box; a box removed from its order, or an "
+            "order deleted, closes it." + _HISTORY_NOTE,
+            _cols(
+                _ORG,
+                _ORDER,
+                _BOX,
+                *_VALIDITY,
+                ("package_type", "package type", TEXT),
+                ("tracking_number", "carrier tracking number", TEXT),
+                ("delivered_at", "when the carrier reported delivery", TS),
+                ("weight_g", "weight", GRAMS),
+                ("ship_cost", "shipping cost", money("currency")),
+                ("currency", "currency of ship_cost", CURRENCY),
+            ),
+        ),
+        "item_history": TableDoc(
+            "One row per distinct version of an item line; removal of the item, its box or "
+            "the order closes it." + _HISTORY_NOTE,
+            _cols(
+                _ORG,
+                _ORDER,
+                _BOX,
+                _ITEM,
+                *_VALIDITY,
+                ("kind", "item kind as received", TEXT),
+                ("part_number", "SKU / part number", TEXT),
+                ("quantity", "quantity", COUNT),
+                ("unit_price", "price per unit", money("currency")),
+                ("currency", "currency of unit_price", CURRENCY),
+            ),
+        ),
+    }
+)
+
 VIEWS: dict[str, TableDoc] = {
     "order_lines": TableDoc(
         "One row per item with its order, box and ship_to context; deleted orders excluded.",
@@ -352,6 +451,19 @@ VIEWS: dict[str, TableDoc] = {
         ),
         kind="view",
     ),
+    "order_status_changes": TableDoc(
+        "One row per observed change of an order's shipping or billing status, from "
+        "order_history (the first version rc-sync saw of an order is not a change).",
+        _cols(
+            _ORG,
+            _ORDER,
+            ("field", "shipping_status or billing_status", TEXT),
+            ("from_value", "status before the change", TEXT),
+            ("to_value", "status after the change", TEXT),
+            ("changed_at", "valid_from of the version that showed the new status", TS),
+        ),
+        kind="view",
+    ),
 }
 
 SAMPLE_QUERIES: list[tuple[str, str]] = [
@@ -392,6 +504,59 @@ SAMPLE_QUERIES: list[tuple[str, str]] = [
     (
         "Sync freshness per org",
         "SELECT org_pk, watermark, last_run_status, last_run_finished_at FROM sync_state;",
+    ),
+]
+
+
+# History queries: (title, PostgreSQL form, SQLite form); run by tests/rc_sync/test_history.py.
+HISTORY_QUERIES: list[tuple[str, str, str]] = [
+    (
+        "Time from order to shipped, per carrier and week",
+        "SELECT date_trunc('week', h.ordered_at) AS week, h.ship_via AS carrier,\n"
+        "       COUNT(*) AS orders,\n"
+        "       AVG(EXTRACT(EPOCH FROM s.shipped_at - h.ordered_at)) / 3600 AS avg_hours\n"
+        "FROM (SELECT org_pk, order_pk, MIN(changed_at) AS shipped_at\n"
+        "      FROM order_status_changes\n"
+        "      WHERE field = 'shipping_status' AND to_value = 'shipped'\n"
+        "      GROUP BY org_pk, order_pk) s\n"
+        "JOIN order_history h ON h.org_pk = s.org_pk AND h.order_pk = s.order_pk\n"
+        "                    AND h.valid_from = s.shipped_at\n"
+        "GROUP BY 1, 2 ORDER BY 1, 2;",
+        "SELECT DATE(h.ordered_at, 'weekday 0', '-6 days') AS week, h.ship_via AS carrier,\n"
+        "       COUNT(*) AS orders,\n"
+        "       AVG((julianday(s.shipped_at) - julianday(h.ordered_at)) * 24) AS avg_hours\n"
+        "FROM (SELECT org_pk, order_pk, MIN(changed_at) AS shipped_at\n"
+        "      FROM order_status_changes\n"
+        "      WHERE field = 'shipping_status' AND to_value = 'shipped'\n"
+        "      GROUP BY org_pk, order_pk) s\n"
+        "JOIN order_history h ON h.org_pk = s.org_pk AND h.order_pk = s.order_pk\n"
+        "                    AND h.valid_from = s.shipped_at\n"
+        "GROUP BY 1, 2 ORDER BY 1, 2;",
+    ),
+    (
+        "The orders as they were at an instant (orders_as_of): the shipping backlog then",
+        "SELECT shipping_status, COUNT(*) AS orders\n"
+        "FROM orders_as_of(TIMESTAMPTZ '2026-11-23 00:00:00+00')\n"
+        "GROUP BY shipping_status ORDER BY orders DESC;",
+        "-- :as_of in the stored form, e.g. '2026-11-23T00:00:00.000000+00:00'\n"
+        "SELECT shipping_status, COUNT(*) AS orders\n"
+        "FROM order_history\n"
+        "WHERE valid_from <= :as_of AND (valid_to IS NULL OR valid_to > :as_of)\n"
+        "GROUP BY shipping_status ORDER BY orders DESC;",
+    ),
+    (
+        "Every version of one order, with what its boxes held",
+        "SELECT h.valid_from, h.valid_to, h.shipping_status, b.box_pk, b.tracking_number,\n"
+        "       i.part_number, i.quantity\n"
+        "FROM order_history h\n"
+        "LEFT JOIN box_history b ON b.org_pk = h.org_pk AND b.order_pk = h.order_pk\n"
+        "  AND b.valid_from <= h.valid_from AND (b.valid_to IS NULL OR b.valid_to > h.valid_from)\n"
+        "LEFT JOIN item_history i ON i.org_pk = b.org_pk AND i.order_pk = b.order_pk\n"
+        "  AND i.box_pk = b.box_pk\n"
+        "  AND i.valid_from <= h.valid_from AND (i.valid_to IS NULL OR i.valid_to > h.valid_from)\n"
+        "WHERE h.primary_id = :primary_id\n"
+        "ORDER BY h.valid_from, b.box_pk, i.part_number;",
+        "",
     ),
 ]
 

@@ -6,23 +6,29 @@ staging table and one INSERT ... SELECT ... ON CONFLICT merge per table.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from rc_common.tables import CHILD_TABLES, DATA_TABLES, TableCounts
+from warehouse import history as wh_history
 from warehouse import models
+from warehouse.bulk import BulkWriter, quote
 from warehouse.db import chunks as _chunks
 from warehouse.db import write_transaction
-from warehouse.normalize import RAW_JSON, UNKNOWN_ORDER, NormalizedBatch
+from warehouse.normalize import (
+    DOC_HASH,
+    NORMALIZE_VERSION,
+    RAW_JSON,
+    UNKNOWN_ORDER,
+    NormalizedBatch,
+)
 from warehouse.state import advance_watermark, record_day_done
-from warehouse.types import DecimalNumber, UTCDateTime, to_sqlite_text
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +55,10 @@ class LoadStats:
     orders_unchanged: int = 0
     orders_skipped_older: int = 0
     issues_new: int = 0
+    issues_closed: int = 0
     docs_skipped: int = 0
     tables: dict[str, TableCounts] = field(default_factory=_table_counts)
+    history: dict[str, int] = field(default_factory=dict)  # history rows written per table
     watermark: datetime | None = None
     # Orders this batch wrote (pk -> incoming nested_updated_at) and found already current;
     # the live sync uses them for the webhook hit/miss verdicts (not merged by `add`).
@@ -64,9 +72,12 @@ class LoadStats:
         self.orders_unchanged += other.orders_unchanged
         self.orders_skipped_older += other.orders_skipped_older
         self.issues_new += other.issues_new
+        self.issues_closed += other.issues_closed
         self.docs_skipped += other.docs_skipped
         for name, counts in other.tables.items():
             self.tables.setdefault(name, TableCounts()).add(counts)
+        for name, n in other.history.items():
+            self.history[name] = self.history.get(name, 0) + n
         if other.watermark is not None:
             self.watermark = other.watermark
 
@@ -79,72 +90,7 @@ class BackfillDay:
     day: date
 
 
-def _converter(column: sa.Column[Any], dialect: str) -> Callable[[Any], Any]:
-    """Python value -> what the driver (executemany / COPY) takes for this column."""
-    kind = column.type
-    if isinstance(kind, UTCDateTime):
-        if dialect == "sqlite":
-            return lambda v: None if v is None else to_sqlite_text(v)
-        return lambda v: v
-    if isinstance(kind, DecimalNumber):
-        return lambda v: None if v is None else str(v)
-    if isinstance(kind, sa.JSON) or column.name in ("raw", "tags", "custom_fields", "capabilities"):
-        return lambda v: None if v is None else json.dumps(v, ensure_ascii=False, allow_nan=False)
-    if isinstance(kind, sa.Boolean) and dialect == "sqlite":
-        return lambda v: None if v is None else int(bool(v))
-    if isinstance(kind, sa.Date):
-        return lambda v: None if v is None else v.isoformat()
-    return lambda v: v
-
-
-def _sqlite_datetimes(values: list[Any]) -> list[Any]:
-    """to_sqlite_text over a column; aware UTC datetimes (the normal case) take a short cut."""
-    out: list[Any] = []
-    for value in values:
-        if value is None:
-            out.append(None)
-        elif type(value) is datetime and value.tzinfo is UTC:
-            out.append(value.isoformat(timespec="microseconds"))  # == to_sqlite_text(value)
-        else:
-            out.append(to_sqlite_text(value))
-    return out
-
-
-def _json_texts(values: list[Any]) -> list[Any]:
-    """json.dumps over a column; empty lists and objects (the common case) without the encoder."""
-    dumps = json.dumps
-    out: list[Any] = []
-    for value in values:
-        if value is None:
-            out.append(None)
-        elif not value and type(value) in (list, dict):
-            out.append("[]" if type(value) is list else "{}")
-        else:
-            out.append(dumps(value, ensure_ascii=False, allow_nan=False))
-    return out
-
-
-def _column_converter(column: sa.Column[Any], dialect: str) -> Callable[[list[Any]], list[Any]]:
-    """Like _converter, for a whole column at once (same results)."""
-    kind = column.type
-    if isinstance(kind, UTCDateTime) and dialect == "sqlite":
-        return _sqlite_datetimes
-    if isinstance(kind, sa.JSON) or column.name in ("raw", "tags", "custom_fields", "capabilities"):
-        return _json_texts
-    one = _converter(column, dialect)
-    if isinstance(kind, UTCDateTime) or not (
-        isinstance(kind, DecimalNumber | sa.Date)
-        or (isinstance(kind, sa.Boolean) and dialect == "sqlite")
-    ):
-        return lambda values: values  # passed through unchanged
-    return lambda values: [one(v) for v in values]
-
-
-def _quote(name: str) -> str:
-    return f'"{name}"'
-
-
-def _frame_columns(frame: Any, positions: list[int] | None) -> dict[str, list[Any]]:
+def frame_columns(frame: Any, positions: list[int] | None) -> dict[str, list[Any]]:
     """Public columns of a normalized frame as lists (only the rows at `positions`, if given).
 
     The private RAW_JSON column is kept; other `_` columns are not.
@@ -158,128 +104,6 @@ def _frame_columns(frame: Any, positions: list[int] | None) -> dict[str, list[An
     return out
 
 
-class _Writer:
-    """Dialect-aware bulk upsert/delete on one connection."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.dialect = conn.dialect.name
-        self.use_copy = self.dialect == "postgresql" and conn.dialect.driver == "psycopg"
-        self.placeholder = "?" if self.dialect == "sqlite" else "%s"
-
-    def _tuples(
-        self, table: sa.Table, rows: Iterable[dict[str, Any]], overrides: dict[str, str]
-    ) -> list[tuple[Any, ...]]:
-        converters = []
-        for column in table.columns:
-            source = overrides.get(column.name)
-            if source is not None:
-                converters.append((source, lambda v: v))
-            else:
-                converters.append((column.name, _converter(column, self.dialect)))
-        return [tuple(convert(row.get(name)) for name, convert in converters) for row in rows]
-
-    def column_tuples(
-        self,
-        table: sa.Table,
-        columns: dict[str, list[Any]],
-        n: int,
-        verbatim: Sequence[str] = (),
-    ) -> list[tuple[Any, ...]]:
-        """Driver-ready rows from column lists (missing columns are NULL), converted per column.
-
-        Columns named in `verbatim` are already in driver form and pass unchanged.
-        """
-        converted = []
-        for column in table.columns:
-            values = columns.get(column.name)
-            if values is None:
-                converted.append([None] * n)
-            elif column.name in verbatim:
-                converted.append(values)
-            else:
-                converted.append(_column_converter(column, self.dialect)(values))
-        return list(zip(*converted, strict=True))
-
-    def upsert(
-        self,
-        table: sa.Table,
-        rows: list[dict[str, Any]],
-        *,
-        keep: Sequence[str] = (),
-        overrides: dict[str, str] | None = None,
-    ) -> None:
-        """INSERT ... ON CONFLICT (pk) DO UPDATE every non-key column except `keep`."""
-        if not rows:
-            return
-        self.write(table, self._tuples(table, rows, overrides or {}), keep=keep)
-
-    def write(
-        self, table: sa.Table, data: list[tuple[Any, ...]], *, keep: Sequence[str] = ()
-    ) -> None:
-        """Upsert driver-ready rows (in table column order); see upsert."""
-        if not data:
-            return
-        columns = [c.name for c in table.columns]
-        keys = [c.name for c in table.primary_key.columns]
-        updates = [c for c in columns if c not in keys and c not in keep]
-        collist = ", ".join(_quote(c) for c in columns)
-        conflict = ", ".join(_quote(c) for c in keys)
-        action = (
-            "DO UPDATE SET " + ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in updates)
-            if updates
-            else "DO NOTHING"
-        )
-        if self.use_copy:
-            # One staging table per session, emptied at every commit: creating (and dropping)
-            # temp tables per batch churns the system catalogs, which bloat without vacuum and
-            # make every later statement slower.
-            stage = f"_rc_stage_{table.name}"
-            self.conn.exec_driver_sql(
-                f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {_quote(table.name)}) "
-                "ON COMMIT DELETE ROWS"
-            )
-            self.conn.exec_driver_sql(f"DELETE FROM {stage}")  # empty unless used twice in a tx
-            raw: Any = self.conn.connection.dbapi_connection  # psycopg.Connection
-            with (
-                raw.cursor() as cursor,
-                cursor.copy(f"COPY {stage} ({collist}) FROM STDIN") as copy,
-            ):
-                for values in data:
-                    copy.write_row(values)
-            self.conn.exec_driver_sql(
-                f"INSERT INTO {_quote(table.name)} ({collist}) SELECT {collist} FROM {stage} "
-                f"ON CONFLICT ({conflict}) {action}"
-            )
-        else:
-            marks = ", ".join([self.placeholder] * len(columns))
-            self.conn.exec_driver_sql(
-                f"INSERT INTO {_quote(table.name)} ({collist}) VALUES ({marks}) "
-                f"ON CONFLICT ({conflict}) {action}",
-                data,
-            )
-
-    def delete_keys(
-        self, table: sa.Table, key_columns: Sequence[str], keys: list[tuple[Any, ...]]
-    ) -> None:
-        """Delete the rows with these primary keys (one executemany)."""
-        if not keys:
-            return
-        where = " AND ".join(f"{_quote(c)} = {self.placeholder}" for c in key_columns)
-        self.conn.exec_driver_sql(f"DELETE FROM {_quote(table.name)} WHERE {where}", keys)
-
-    def stored_keys(
-        self, table: sa.Table, org_pk: str, order_pks: Sequence[str], key_columns: Sequence[str]
-    ) -> set[tuple[Any, ...]]:
-        """Primary keys of `table` rows belonging to these orders."""
-        found: set[tuple[Any, ...]] = set()
-        cols = [table.c[c] for c in key_columns]
-        for chunk in _chunks(list(order_pks)):
-            query = sa.select(*cols).where(table.c.org_pk == org_pk, table.c.order_pk.in_(chunk))
-            found.update(tuple(r) for r in self.conn.execute(query))
-        return found
-
-
 # PostgreSQL: refresh the planner statistics of the data tables after this many orders, then
 # each time the count written by this loader doubles. A first load grows the tables from
 # nothing; until they are analyzed the planner believes they are empty and the per-batch key
@@ -289,10 +113,11 @@ ANALYZE_FIRST_AT = 5_000
 
 
 class Loader:
-    """Loads NormalizedBatch objects into the warehouse."""
+    """Loads NormalizedBatch objects into the warehouse (and, unless turned off, its history)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, history: bool = True) -> None:
         self.engine = engine
+        self.history = history
         self._orders_written = 0
         self._analyze_at = ANALYZE_FIRST_AT
 
@@ -304,14 +129,21 @@ class Loader:
         checkpoint: datetime | None = None,
         live: bool = False,
         backfill_day: BackfillDay | None = None,
+        observed_by: str = wh_history.SYNC,
     ) -> LoadStats:
-        """Apply one batch in ONE transaction (serialized per org); see docs/design.md."""
+        """Apply one batch in ONE transaction (serialized per org); see docs/design.md.
+
+        `observed_by` says how the documents were obtained (sync, backfill, webhook); it is
+        recorded on the history rows the batch opens.
+        """
+        if observed_by not in wh_history.OBSERVATION_KINDS:
+            raise ValueError(f"observed_by must be one of {wh_history.OBSERVATION_KINDS}")
         if batch.org_pk != org_pk:
             raise ValueError(f"batch is for org {batch.org_pk!r}, not {org_pk!r}")
         if checkpoint is not None and checkpoint.tzinfo is None:
             raise ValueError("checkpoint must be timezone-aware")
         with write_transaction(self.engine, org_pk) as conn:
-            stats = self._load(conn, org_pk, batch)
+            stats = self._load(conn, org_pk, batch, observed_by)
             if live and checkpoint is not None:
                 stats.watermark = advance_watermark(conn, org_pk, checkpoint, batch.synced_at)
             if backfill_day is not None:
@@ -321,22 +153,30 @@ class Loader:
             self._analyze_at = 2 * self._orders_written
             with self.engine.begin() as conn:
                 conn.exec_driver_sql(
-                    "ANALYZE " + ", ".join(_quote(name) for name in ("orders", *CHILD_TABLES))
+                    "ANALYZE " + ", ".join(quote(name) for name in ("orders", *CHILD_TABLES))
                 )
         return stats
 
-    def _load(self, conn: Connection, org_pk: str, batch: NormalizedBatch) -> LoadStats:
-        writer = _Writer(conn)
+    def _load(
+        self, conn: Connection, org_pk: str, batch: NormalizedBatch, observed_by: str
+    ) -> LoadStats:
+        writer = BulkWriter(conn)
         stats = LoadStats(docs_skipped=batch.docs_skipped)
         orders = TABLES["orders"]
         synced_at = batch.synced_at
         stored: dict[str, tuple[datetime | None, str | None]] = {}
+        deleted: dict[str, datetime] = {}
         for chunk in _chunks(batch.order_pks):
             query = sa.select(
-                orders.c.order_pk, orders.c.nested_updated_at, orders.c.content_hash
+                orders.c.order_pk,
+                orders.c.nested_updated_at,
+                orders.c.content_hash,
+                orders.c.deleted_at,
             ).where(orders.c.org_pk == org_pk, orders.c.order_pk.in_(chunk))
-            for pk, nested, digest in conn.execute(query):
+            for pk, nested, digest, deleted_at in conn.execute(query):
                 stored[pk] = (nested, digest)
+                if deleted_at is not None:
+                    deleted[pk] = deleted_at
 
         changed: list[str] = []
         unchanged: list[str] = []
@@ -345,6 +185,7 @@ class Loader:
         nested = frame["nested_updated_at"].tolist()
         hashes = frame["content_hash"].tolist()
         write_at: list[int] = []
+        older_at: list[int] = []  # older than the stored version: history only
         for index, pk in enumerate(order_pks):
             previous = stored.get(pk)
             if previous is None:
@@ -354,6 +195,7 @@ class Loader:
                 new_nested = nested[index]
                 if old_nested is not None and new_nested is not None and new_nested < old_nested:
                     stats.orders_skipped_older += 1
+                    older_at.append(index)
                     continue
                 if old_hash is not None and old_hash == hashes[index]:
                     stats.orders_unchanged += 1
@@ -365,15 +207,21 @@ class Loader:
             stats.written[pk] = nested[index]
         stats.current = unchanged
 
+        # A deletion mark is cleared only by a version newer than the deletion (a listing that
+        # proves the order back clears it through warehouse.state); re-reading the version
+        # that was current when the order vanished leaves the mark alone.
         for chunk in _chunks(unchanged):
             conn.execute(
                 sa.update(orders)
                 .where(orders.c.org_pk == org_pk, orders.c.order_pk.in_(chunk))
-                .values(synced_at=synced_at, deleted_at=None)
+                .values(synced_at=synced_at)
             )
         if write_at:
-            columns = _frame_columns(frame, write_at)
-            columns["deleted_at"] = [None] * len(write_at)
+            columns = frame_columns(frame, write_at)
+            columns["deleted_at"] = [
+                _deletion_kept(deleted.get(order_pks[i]), nested[i]) for i in write_at
+            ]
+            columns["normalize_version"] = [NORMALIZE_VERSION] * len(write_at)
             verbatim: tuple[str, ...] = ()
             if RAW_JSON in columns:  # the canonical JSON text the normalizer already made
                 columns["raw"] = columns.pop(RAW_JSON)
@@ -385,12 +233,24 @@ class Loader:
 
         if changed:
             self._replace_children(writer, org_pk, batch, set(changed), stats)
-        stats.issues_new = self._mirror_issues(writer, org_pk, batch, changed, synced_at)
+        stats.issues_new, stats.issues_closed = mirror_issues(
+            writer, org_pk, batch, changed, synced_at
+        )
+        if self.history and (write_at or older_at):
+            versions = history_versions(batch, sorted([*write_at, *older_at]), observed_by)
+            new_orders = [pk for pk in versions if pk not in stored]
+            counts = wh_history.HistoryWriter(conn, writer, org_pk).record(
+                versions, new_orders=new_orders
+            )
+            stats.history = {
+                name: counts.inserted.get(name, 0) + counts.updated.get(name, 0)
+                for name in wh_history.CHILD_TABLES.keys() | {"order_history"}
+            }
         return stats
 
     def _replace_children(
         self,
-        writer: _Writer,
+        writer: BulkWriter,
         org_pk: str,
         batch: NormalizedBatch,
         changed: set[str],
@@ -406,9 +266,9 @@ class Loader:
             if len(frame):
                 owners = frame["order_pk"].tolist()
                 if all(pk in changed for pk in owners):
-                    columns = _frame_columns(frame, None)
+                    columns = frame_columns(frame, None)
                 else:
-                    columns = _frame_columns(
+                    columns = frame_columns(
                         frame, [i for i, pk in enumerate(owners) if pk in changed]
                     )
             else:
@@ -430,24 +290,106 @@ class Loader:
         for name in ("addresses", "boxes", "items"):
             writer.write(TABLES[name], incoming[name])
 
-    def _mirror_issues(
-        self,
-        writer: _Writer,
-        org_pk: str,
-        batch: NormalizedBatch,
-        changed: list[str],
-        synced_at: datetime,
-    ) -> int:
-        table = TABLES["load_issues"]
-        changed_set = set(changed)
-        rows = [
-            {**r, "seen_at": synced_at, "last_seen_at": synced_at}
-            for r in batch.issue_records()
-            if r["order_pk"] in changed_set or r["order_pk"] == UNKNOWN_ORDER
-        ]
-        old_keys = writer.stored_keys(table, org_pk, [*changed, UNKNOWN_ORDER], ISSUE_KEY)
-        new_keys = {tuple(r[k] for k in ISSUE_KEY) for r in rows}
-        stale = sorted(k for k in old_keys - new_keys if k[1] != UNKNOWN_ORDER)
-        writer.delete_keys(table, ISSUE_KEY, stale)
-        writer.upsert(table, rows, keep=("seen_at",))
-        return len(new_keys - old_keys)
+
+def mirror_issues(
+    writer: BulkWriter,
+    org_pk: str,
+    batch: NormalizedBatch,
+    changed: list[str],
+    synced_at: datetime,
+) -> tuple[int, int]:
+    """Make load_issues mirror the batch's problems of these orders; returns (opened, closed)."""
+    table = TABLES["load_issues"]
+    changed_set = set(changed)
+    rows = [
+        {**r, "seen_at": synced_at, "last_seen_at": synced_at}
+        for r in batch.issue_records()
+        if r["order_pk"] in changed_set or r["order_pk"] == UNKNOWN_ORDER
+    ]
+    old_keys = writer.stored_keys(table, org_pk, [*changed, UNKNOWN_ORDER], ISSUE_KEY)
+    new_keys = {tuple(r[k] for k in ISSUE_KEY) for r in rows}
+    stale = sorted(k for k in old_keys - new_keys if k[1] != UNKNOWN_ORDER)
+    writer.delete_keys(table, ISSUE_KEY, stale)
+    writer.upsert(table, rows, keep=("seen_at",))
+    return len(new_keys - old_keys), len(stale)
+
+
+def _deletion_kept(deleted_at: datetime | None, nested: datetime | None) -> datetime | None:
+    """The deletion mark after writing a version: kept unless the version is newer than it."""
+    if deleted_at is None or (nested is not None and nested > deleted_at):
+        return None
+    return deleted_at
+
+
+_ORDER_VERSION_COLUMNS = tuple(
+    c
+    for c in wh_history.ORDER_CONTENT
+    if c not in ("raw", "content_hash", "ship_to_country", "ship_to_region", "normalize_version")
+)
+
+
+def history_versions(
+    batch: NormalizedBatch, positions: Sequence[int], observed_by: str
+) -> dict[str, wh_history.Version]:
+    """The order versions at these rows of a batch's orders frame, with their children."""
+    orders = batch.orders
+    pks = orders["order_pk"].tolist()
+    wanted = {pks[i] for i in positions}
+    ship_to: dict[str, tuple[Any, Any]] = {}
+    addresses = batch.addresses
+    if len(addresses):
+        for pk, role, country, region in zip(
+            addresses["order_pk"].tolist(),
+            addresses["role"].tolist(),
+            addresses["country"].tolist(),
+            addresses["region"].tolist(),
+            strict=True,
+        ):
+            if role == "ship_to" and pk in wanted:
+                ship_to[pk] = (country, region)
+    children: dict[str, dict[wh_history.ChildKey, dict[str, Any]]] = {pk: {} for pk in wanted}
+    for name, frame_name in (("box_history", "boxes"), ("item_history", "items")):
+        frame = batch.tables[frame_name]
+        if not len(frame):
+            continue
+        owners = frame["order_pk"].tolist()
+        keep = [i for i, pk in enumerate(owners) if pk in wanted]
+        if not keep:
+            continue
+        key_cols = [frame[k].tolist() for k in wh_history.CHILD_KEYS[name]]
+        wanted_cols = [c for c in wh_history.CHILD_CONTENT[name] if c != "content_hash"]
+        values = {c: frame[c].tolist() for c in wanted_cols}
+        hashes = frame[DOC_HASH].tolist()
+        for i in keep:
+            key = (name, tuple(col[i] for col in key_cols))
+            payload = {c: values[c][i] for c in wanted_cols}
+            payload["content_hash"] = hashes[i]
+            children[owners[i]][key] = payload
+    columns = {c: orders[c].tolist() for c in _ORDER_VERSION_COLUMNS}
+    raw_json = orders[RAW_JSON].tolist()
+    doc_hashes = orders[DOC_HASH].tolist()
+    observed_at = batch.synced_at
+    versions: dict[str, wh_history.Version] = {}
+    for i in positions:
+        pk = pks[i]
+        valid_from = columns["nested_updated_at"][i]
+        if valid_from is None:
+            continue  # no version time: nothing to place on a timeline (a load issue says why)
+        country, region = ship_to.get(pk, (None, None))
+        content = {c: columns[c][i] for c in _ORDER_VERSION_COLUMNS}
+        content.update(
+            raw=raw_json[i],
+            content_hash=doc_hashes[i],
+            ship_to_country=country,
+            ship_to_region=region,
+            normalize_version=NORMALIZE_VERSION,
+        )
+        versions[pk] = wh_history.Version(
+            valid_from=valid_from,
+            content_hash=doc_hashes[i],
+            observed_at=observed_at,
+            observed_by=observed_by,
+            content=content,
+            children=children.get(pk, {}),
+        )
+    return versions

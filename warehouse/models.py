@@ -81,6 +81,7 @@ class Order(Base):
     content_hash: Mapped[str | None]
     deleted_at: Mapped[datetime | None] = mapped_column(index=True)
     synced_at: Mapped[datetime]
+    normalize_version: Mapped[int | None]
 
 
 class Box(Base):
@@ -236,6 +237,8 @@ class SyncRun(Base):
     retries: Mapped[int | None]
     throttled: Mapped[int | None]
     error: Mapped[str | None]
+    host: Mapped[str | None]
+    pid: Mapped[int | None]
 
 
 class BackfillProgress(Base):
@@ -299,6 +302,77 @@ class WebhookPollCheck(Base):
     misses: Mapped[int]
 
 
+class _Validity:
+    """The validity columns shared by the history tables (see docs/design.md "History")."""
+
+    valid_from: Mapped[datetime] = mapped_column(primary_key=True)
+    valid_to: Mapped[datetime | None]
+    is_current: Mapped[bool]
+    observed_at: Mapped[datetime]
+    observed_by: Mapped[str]
+    deleted_at: Mapped[datetime | None]
+    content_hash: Mapped[str]
+
+
+class OrderHistory(_Validity, Base):
+    """One row per distinct version of an order that rc-sync observed."""
+
+    __tablename__ = "order_history"
+    __table_args__ = (sa.Index(None, "org_pk", "is_current", "valid_from"),)
+
+    org_pk: Mapped[str] = _key()
+    order_pk: Mapped[str] = _key()
+    nested_updated_at: Mapped[datetime | None]
+    primary_id: Mapped[str | None]
+    order_number: Mapped[str | None]
+    ordered_at: Mapped[datetime | None]
+    printed_at: Mapped[datetime | None]
+    billing_status: Mapped[str | None]
+    billing_subtotal: Mapped[Decimal | None]
+    billing_total: Mapped[Decimal | None]
+    billing_currency: Mapped[str | None]
+    shipping_status: Mapped[str | None]
+    ship_via: Mapped[str | None]
+    ship_type: Mapped[str | None]
+    warehouse: Mapped[str | None]
+    ship_to_country: Mapped[str | None]
+    ship_to_region: Mapped[str | None]
+    raw: Mapped[dict[str, Any] | None]
+    normalize_version: Mapped[int | None]
+
+
+class BoxHistory(_Validity, Base):
+    """One row per distinct version of a box (validity follows the order's versions)."""
+
+    __tablename__ = "box_history"
+
+    org_pk: Mapped[str] = _key()
+    order_pk: Mapped[str] = _key()
+    box_pk: Mapped[str] = _key()
+    package_type: Mapped[str | None]
+    tracking_number: Mapped[str | None]
+    delivered_at: Mapped[datetime | None]
+    weight_g: Mapped[Decimal | None]
+    ship_cost: Mapped[Decimal | None]
+    currency: Mapped[str | None]
+
+
+class ItemHistory(_Validity, Base):
+    """One row per distinct version of an item line (validity follows the order's versions)."""
+
+    __tablename__ = "item_history"
+
+    org_pk: Mapped[str] = _key()
+    order_pk: Mapped[str] = _key()
+    box_pk: Mapped[str] = _key()
+    item_pk: Mapped[str] = _key()
+    kind: Mapped[str | None]
+    part_number: Mapped[str | None]
+    quantity: Mapped[int | None]
+    unit_price: Mapped[Decimal | None]
+    currency: Mapped[str | None]
+
+
 metadata = Base.metadata
 orders_table = cast(sa.Table, Order.__table__)
 boxes_table = cast(sa.Table, Box.__table__)
@@ -311,6 +385,12 @@ backfill_progress_table = cast(sa.Table, BackfillProgress.__table__)
 webhook_events_table = cast(sa.Table, WebhookEvent.__table__)
 webhook_registrations_table = cast(sa.Table, WebhookRegistration.__table__)
 webhook_poll_checks_table = cast(sa.Table, WebhookPollCheck.__table__)
+
+
+order_history_table = cast(sa.Table, OrderHistory.__table__)
+box_history_table = cast(sa.Table, BoxHistory.__table__)
+item_history_table = cast(sa.Table, ItemHistory.__table__)
+HISTORY_TABLES = ("order_history", "box_history", "item_history")
 
 
 def _attach_comments() -> None:

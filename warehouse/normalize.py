@@ -165,6 +165,15 @@ ISSUE_COLUMNS = (
 )
 ROW_KEY = "_row_key"
 RAW_JSON = "_raw_json"  # orders: the cleaned canonical JSON text of `raw` (for fast loading)
+# SHA-256 of the source object's canonical JSON (a box without its items), NOT salted with the
+# normalizer version: what makes a new version in the history tables.
+DOC_HASH = "_doc_hash"
+
+
+def doc_hash(obj: Any) -> str:
+    """SHA-256 of an object's canonical JSON text (the history tables' version identity)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass
@@ -381,6 +390,7 @@ class _Walker:
                 "expected an object",
             )
         row["content_hash"] = content_hash(canonical)
+        row[DOC_HASH] = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
         if _needs_cleaning(canonical, non_finite):
             raw = clean_json(doc)
             row["raw"] = raw
@@ -440,6 +450,7 @@ class _Walker:
                 "order_pk": order_pk,
                 "box_pk": box_pk,
                 ROW_KEY: box_pk,
+                DOC_HASH: doc_hash({k: v for k, v in box.items() if k != "items"}),
             }
             for parent in _fill(row, box, BOX_FIELDS):
                 self.issues.add(order_pk, "boxes", box_pk, parent, None, "expected an object")
@@ -454,6 +465,7 @@ class _Walker:
                 "box_pk": box_pk,
                 "item_pk": item_pk,
                 ROW_KEY: row_key,
+                DOC_HASH: doc_hash(item),
             }
             for parent in _fill(row, item, ITEM_FIELDS):
                 self.issues.add(order_pk, "items", row_key, parent, None, "expected an object")
@@ -705,7 +717,11 @@ def normalize_orders(
     frames: dict[str, pd.DataFrame] = {}
     issue_rows: list[dict[str, Any]] = list(walker.issues.rows)
     for table in KEYS:
-        extra = ("raw", RAW_JSON, "content_hash") if table == "orders" else ()
+        extra: tuple[str, ...] = ()
+        if table == "orders":
+            extra = ("raw", RAW_JSON, "content_hash", DOC_HASH)
+        elif table in ("boxes", "items"):
+            extra = (DOC_HASH,)
         frames[table], found = _type_table(table, walker.rows[table], synced_at, extra)
         issue_rows.extend(found)
     if issue_rows:

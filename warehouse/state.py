@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -12,11 +14,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from rc_common.tables import DATA_TABLES
+from warehouse import history as wh_history
 from warehouse import models
+from warehouse.bulk import BulkWriter
 from warehouse.db import chunks as _chunks
 from warehouse.db import dialect_insert, write_transaction
+from warehouse.normalize import NORMALIZE_VERSION
 
-RUNNING, SUCCESS, FAILED = "running", "success", "failed"
+RUNNING, SUCCESS, FAILED, ABANDONED = "running", "success", "failed", "abandoned"
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class OrgStatus:
     row_counts: dict[str, int] = field(default_factory=dict)
     orders_deleted: int = 0
     open_issues: int = 0
+    stale_orders: int = 0  # typed by an older normalization: `rc-sync rebuild` fixes them
 
 
 def _now() -> datetime:
@@ -63,7 +69,14 @@ def begin_run(
     with write_transaction(engine) as conn:
         run_id = conn.execute(
             sa.insert(runs)
-            .values(kind=kind, started_at=started, status=RUNNING, orgs=list(orgs))
+            .values(
+                kind=kind,
+                started_at=started,
+                status=RUNNING,
+                orgs=list(orgs),
+                host=socket.gethostname(),
+                pid=os.getpid(),
+            )
             .returning(runs.c.id)
         ).scalar_one()
         for org in orgs:
@@ -188,6 +201,18 @@ def status(engine: Engine, orgs: Sequence[str] | None = None) -> list[OrgStatus]
             ).all()
         )
         states = {r.org_pk: r for r in conn.execute(sa.select(state))}
+        stale: dict[str, int] = dict(
+            conn.execute(
+                sa.select(orders.c.org_pk, sa.func.count())
+                .where(
+                    sa.or_(
+                        orders.c.normalize_version.is_(None),
+                        orders.c.normalize_version != NORMALIZE_VERSION,
+                    )
+                )
+                .group_by(orders.c.org_pk)
+            ).all()
+        )
     wanted = list(orgs) if orgs is not None else sorted(set(states) | set(counts))
     rows = []
     for org in wanted:
@@ -203,9 +228,17 @@ def status(engine: Engine, orgs: Sequence[str] | None = None) -> list[OrgStatus]
                 row_counts={t: counts.get(org, {}).get(t, 0) for t in DATA_TABLES},
                 orders_deleted=int(deleted.get(org, 0)),
                 open_issues=int(issues.get(org, 0)),
+                stale_orders=int(stale.get(org, 0)),
             )
         )
     return rows
+
+
+def warehouse_orgs(engine: Engine) -> list[str]:
+    """Every org that has orders in the warehouse."""
+    orders = models.orders_table
+    with engine.connect() as conn:
+        return sorted(conn.execute(sa.select(orders.c.org_pk).distinct()).scalars())
 
 
 # -- reconcile ------------------------------------------------------------------
@@ -236,35 +269,129 @@ def deleted_orders(engine: Engine, org_pk: str) -> dict[str, datetime]:
 
 
 def _set_deleted_at(
-    engine: Engine, org_pk: str, order_pks: Iterable[str], value: datetime | None
+    engine: Engine,
+    org_pk: str,
+    order_pks: Iterable[str],
+    value: datetime | None,
+    *,
+    history: bool,
+    observed_by: str,
+    seen_at: datetime | None = None,
 ) -> int:
-    """Set deleted_at to `value` on the orders whose mark differs; returns how many changed."""
+    """Set deleted_at to `value` on the orders whose mark differs; returns how many changed.
+
+    With `history`, the same transaction closes (deletion) or reopens (reappearance) the
+    orders' current history versions.
+    """
     orders = models.orders_table
     pks = sorted(set(order_pks))
     # Only rows whose state flips count: marking marks live orders, clearing clears marked ones.
     differs = (
         orders.c.deleted_at.is_(None) if value is not None else orders.c.deleted_at.is_not(None)
     )
-    changed = 0
+    flipped: list[str] = []
     with write_transaction(engine, org_pk) as conn:
         for chunk in _chunks(pks):
             result = conn.execute(
                 sa.update(orders)
                 .where(orders.c.org_pk == org_pk, orders.c.order_pk.in_(chunk), differs)
                 .values(deleted_at=value)
+                .returning(orders.c.order_pk)
             )
-            changed += result.rowcount
-    return changed
+            flipped.extend(result.scalars())
+        if history and flipped:
+            writer = BulkWriter(conn)
+            recorder = wh_history.HistoryWriter(conn, writer, org_pk)
+            if value is not None:
+                recorder.record({}, deletions=dict.fromkeys(flipped, value))
+            else:
+                seen = seen_at or _now()
+                recorder.record({}, reappearances=dict.fromkeys(flipped, (seen, observed_by)))
+    return len(flipped)
 
 
-def mark_deleted(engine: Engine, org_pk: str, order_pks: Iterable[str], at: datetime) -> int:
+def mark_deleted(
+    engine: Engine, org_pk: str, order_pks: Iterable[str], at: datetime, *, history: bool = True
+) -> int:
     """Set deleted_at on these (not yet deleted) orders; returns how many changed."""
-    return _set_deleted_at(engine, org_pk, order_pks, at)
+    return _set_deleted_at(
+        engine, org_pk, order_pks, at, history=history, observed_by=wh_history.RECONCILE
+    )
 
 
-def clear_deleted(engine: Engine, org_pk: str, order_pks: Iterable[str]) -> int:
-    """Clear deleted_at on these orders (they exist again); returns how many changed."""
-    return _set_deleted_at(engine, org_pk, order_pks, None)
+def clear_deleted(
+    engine: Engine,
+    org_pk: str,
+    order_pks: Iterable[str],
+    *,
+    history: bool = True,
+    observed_by: str = wh_history.RECONCILE,
+    seen_at: datetime | None = None,
+) -> int:
+    """Clear deleted_at on these orders (a listing proved them back); returns how many changed.
+
+    With history, each reopens at `seen_at` (default now) with its last version's content.
+    """
+    return _set_deleted_at(
+        engine,
+        org_pk,
+        order_pks,
+        None,
+        history=history,
+        observed_by=observed_by,
+        seen_at=seen_at,
+    )
+
+
+def mark_abandoned(engine: Engine, org_pk: str, current_run: int | None) -> list[int]:
+    """Mark runs of this org left `running` by a dead process as `abandoned`; returns their ids.
+
+    Called by a run that holds the org's lock. A run started on this host whose process no
+    longer exists is dead; a run from another host cannot be checked and is left alone.
+    """
+    runs = models.sync_runs_table
+    host = socket.gethostname()
+    found: list[int] = []
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(runs.c.id, runs.c.orgs, runs.c.host, runs.c.pid).where(
+                runs.c.status == RUNNING
+            )
+        ).all()
+    for run_id, orgs, run_host, pid in rows:
+        if run_id == current_run or org_pk not in (orgs or []):
+            continue
+        if run_host != host or pid is None or _process_alive(int(pid)):
+            continue
+        found.append(int(run_id))
+    if found:
+        now = _now()
+        state = models.sync_state_table
+        with write_transaction(engine) as conn:
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.id.in_(found), runs.c.status == RUNNING)
+                .values(status=ABANDONED, finished_at=now, error="process died mid-run")
+            )
+            conn.execute(
+                sa.update(state)
+                .where(state.c.last_run_id.in_(found))
+                .values(last_run_status=ABANDONED, last_run_finished_at=now, updated_at=now)
+            )
+    return found
+
+
+def _process_alive(pid: int) -> bool:
+    """True when a process with this pid exists on this host."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # -- backfill progress ------------------------------------------------------------

@@ -58,11 +58,58 @@ WHERE o.deleted_at IS NULL AND o.ordered_at IS NOT NULL
 GROUP BY o.org_pk, {day}, o.billing_currency
 """
 
+# One row per observed change of an order's shipping or billing status, from order_history.
+# The first version rc-sync saw of an order is not a change (its status was not seen changing).
+# {distinct}: the null-safe inequality of the dialect.
+ORDER_STATUS_CHANGES = """
+CREATE VIEW order_status_changes AS
+WITH v AS (
+    SELECT
+        org_pk, order_pk, valid_from, shipping_status, billing_status,
+        LAG(shipping_status) OVER w AS prev_shipping_status,
+        LAG(billing_status) OVER w AS prev_billing_status,
+        ROW_NUMBER() OVER w AS n
+    FROM order_history
+    WINDOW w AS (PARTITION BY org_pk, order_pk ORDER BY valid_from)
+)
+SELECT org_pk, order_pk, 'shipping_status' AS field,
+       prev_shipping_status AS from_value, shipping_status AS to_value, valid_from AS changed_at
+FROM v
+WHERE n > 1 AND prev_shipping_status {distinct} shipping_status
+UNION ALL
+SELECT org_pk, order_pk, 'billing_status' AS field,
+       prev_billing_status AS from_value, billing_status AS to_value, valid_from AS changed_at
+FROM v
+WHERE n > 1 AND prev_billing_status {distinct} billing_status
+"""
+DISTINCT = {"postgresql": "IS DISTINCT FROM", "sqlite": "IS NOT"}
+
+# PostgreSQL: the versions of every order as they were at one instant (a set-returning
+# function). SQLite has none; docs/warehouse.md shows the equivalent parameterised query.
+ORDERS_AS_OF = """
+CREATE FUNCTION {schema}.orders_as_of(as_of timestamptz)
+RETURNS SETOF {schema}.order_history
+LANGUAGE sql STABLE
+AS $$
+    SELECT * FROM {schema}.order_history
+    WHERE valid_from <= as_of AND (valid_to IS NULL OR valid_to > as_of)
+$$
+"""
+ORDERS_AS_OF_QUERY = (
+    "SELECT * FROM order_history\n"
+    "WHERE valid_from <= :as_of AND (valid_to IS NULL OR valid_to > :as_of)"
+)
+
 
 def create_view_statements(dialect: str) -> list[str]:
     """CREATE VIEW statements for `dialect` ('sqlite' or 'postgresql'), in dependency order."""
     day = UTC_DAY.get(dialect, UTC_DAY["postgresql"]).format(col="o.ordered_at")
-    return [ORDER_LINES.strip(), DAILY_ORDER_SUMMARY.format(day=day).strip()]
+    distinct = DISTINCT.get(dialect, DISTINCT["postgresql"])
+    return [
+        ORDER_LINES.strip(),
+        DAILY_ORDER_SUMMARY.format(day=day).strip(),
+        ORDER_STATUS_CHANGES.format(distinct=distinct).strip(),
+    ]
 
 
 def drop_view_statements() -> list[str]:

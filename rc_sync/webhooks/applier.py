@@ -223,7 +223,8 @@ class WebhookApplier:
         if docs:
             now = datetime.now(UTC)
             batch = normalize_orders(org_pk, docs, now)
-            stats = self.loader.load_batch(org_pk, batch)  # no checkpoint: the watermark stays
+            # no checkpoint: the watermark stays; history rows say how the version was seen
+            stats = self.loader.load_batch(org_pk, batch, observed_by="webhook")
             self.report.orders_loaded += len(docs)
             self.report.orders_new += stats.orders_new
             self.report.orders_updated += stats.orders_updated

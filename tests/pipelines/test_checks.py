@@ -171,3 +171,36 @@ def test_load_issues_check_warns_when_a_run_records_new_issues(
     issues = _results(result)[("orders", "no_new_load_issues")]
     assert not issues.passed and issues.severity == dg.AssetCheckSeverity.WARN
     assert issues.metadata["load_issues_new"].value > 0
+
+
+def test_stale_normalization_warns_and_the_rebuild_job_fixes_it(sandbox: Any, target: Any) -> None:
+    """Orders typed by an older normalization fail a WARN check until readycloud_rebuild runs."""
+    from pipelines.rebuild import readycloud_rebuild
+
+    with dg.instance_for_test() as instance:
+        defs, day = _sync_then_check(sandbox, target, instance)
+        assert _run_checks(defs, instance, day)[("orders", "normalization_current")].passed
+        engine = warehouse_engine(target)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text("UPDATE orders SET normalize_version = 0, ship_via = 'old'"))
+        finally:
+            engine.dispose()
+        stale = _run_checks(defs, instance, day)[("orders", "normalization_current")]
+        assert not stale.passed and stale.severity == dg.AssetCheckSeverity.WARN
+        assert "rc-sync rebuild" in (stale.description or "")
+        requests = sandbox.stats.snapshot()["requests"]
+        rebuilt = readycloud_rebuild.execute_in_process(
+            instance=instance, resources=resources_for(sandbox, target)
+        )
+        assert rebuilt.success
+        assert sandbox.stats.snapshot()["requests"] == requests
+        assert _run_checks(defs, instance, day)[("orders", "normalization_current")].passed
+        engine = warehouse_engine(target)
+        try:
+            with engine.connect() as conn:
+                assert not conn.execute(
+                    sa.text("SELECT count(*) FROM orders WHERE ship_via = 'old'")
+                ).scalar()
+        finally:
+            engine.dispose()

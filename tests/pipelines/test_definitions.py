@@ -135,10 +135,12 @@ def test_checks_jobs_and_schedules_are_declared() -> None:
         assert checks[(table, "no_orphans")].blocking
     assert ("orders", "row_count_matches_api") in checks
     assert ("orders", "watermark_fresh") in checks
+    assert ("orders", "normalization_current") in checks
     assert ("orders", "no_new_load_issues") in checks
     for spec in checks.values():
         assert spec.description
     assert defs.resolve_job_def("readycloud_reconcile").description
+    assert defs.resolve_job_def("readycloud_rebuild").description
     assert defs.resolve_job_def("readycloud_refresh_job").description
     assert defs.resolve_schedule_def("readycloud_reconcile_daily").description
     refresh = defs.resolve_schedule_def("readycloud_refresh")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from support import (
     assert_no_duplicate_keys,
@@ -16,6 +17,7 @@ from support.expected import expected_issues, expected_rows
 
 from rc_sandbox import SandboxServer
 from rc_sync.engine import SyncEngine
+from rc_sync.errors import RunFailed
 
 
 def _snapshot(target, table: str) -> dict:
@@ -204,3 +206,110 @@ def test_poisoned_values_become_null_plus_issue(target) -> None:
         for org_pk, order_pk, table, column, _raw in poisoned:
             assert (org_pk, order_pk, table, column) in got
         assert report.total("load_issues_new") == len(issues)
+
+
+def test_full_refresh_marks_and_clears_deletions(sandbox: SandboxServer, target) -> None:
+    """`sync --full-refresh` reads the whole listing: it marks deletions and clears stale marks."""
+    settings = make_settings(sandbox, target)
+    store = sandbox.store
+    with SyncEngine(settings, auto_migrate=True) as engine:
+        engine.sync_incremental()
+    org = store.org_pks()[0]
+    doomed = store.order_pks(org)[:2]
+    for pk in doomed:
+        store.delete_order(org, pk)
+    survivor = store.order_pks(org)[0]
+    db = warehouse_engine(target)
+    with db.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE orders SET deleted_at = :t WHERE org_pk = :o AND order_pk = :p"),
+            {"t": datetime(2020, 1, 1, tzinfo=UTC), "o": org, "p": survivor},
+        )
+    with SyncEngine(settings, auto_migrate=True) as engine:
+        report = engine.sync_full_refresh()
+    rep = next(o for o in report.orgs if o.org_pk == org)
+    assert (rep.orders_deleted, rep.orders_restored) == (2, 1)
+    with db.connect() as conn:
+        deleted = set(
+            conn.execute(
+                sa.text("SELECT order_pk FROM orders WHERE org_pk = :o AND deleted_at IS NOT NULL"),
+                {"o": org},
+            ).scalars()
+        )
+    assert deleted == set(doomed)
+    assert_warehouse_matches(target, expected_rows(store))
+    # the mass-deletion guard of reconcile applies too
+    for pk in store.order_pks(org)[: len(store.order_pks(org)) * 3 // 4]:
+        store.delete_order(org, pk)
+
+    with (
+        SyncEngine(settings, auto_migrate=True) as engine,
+        pytest.raises(RunFailed, match="refusing"),
+    ):
+        engine.sync_full_refresh()
+    db.dispose()
+
+
+def test_a_dead_run_is_marked_abandoned(sandbox: SandboxServer, target) -> None:
+    """A `running` sync_runs row of a process that no longer exists becomes `abandoned`."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    settings = make_settings(sandbox, target)
+    with SyncEngine(settings, auto_migrate=True) as engine:
+        engine.sync_incremental()
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(child.stdout)
+    org = sandbox.store.org_pks()[0]
+    db = warehouse_engine(target)
+    with db.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO sync_runs (kind, started_at, status, orgs, host, pid) "
+                "VALUES ('incremental', :t, 'running', :orgs, :h, :p)"
+            ),
+            {
+                "t": "2024-01-01T00:00:00.000000+00:00"
+                if target.dialect == "sqlite"
+                else datetime(2024, 1, 1, tzinfo=UTC),
+                "orgs": f'["{org}"]',
+                "h": socket.gethostname(),
+                "p": dead_pid,
+            },
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO sync_runs (kind, started_at, status, orgs, host, pid) "
+                "VALUES ('incremental', :t, 'running', :orgs, :h, :p)"
+            ),
+            {
+                "t": "2024-01-01T00:00:00.000000+00:00"
+                if target.dialect == "sqlite"
+                else datetime(2024, 1, 1, tzinfo=UTC),
+                "orgs": f'["{org}"]',
+                "h": socket.gethostname(),
+                "p": os.getpid(),
+            },
+        )
+    with SyncEngine(settings, auto_migrate=True) as engine:
+        engine.sync_incremental()
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT pid, status, finished_at FROM sync_runs WHERE started_at < :t"),
+            {
+                "t": "2025-01-01T00:00:00.000000+00:00"
+                if target.dialect == "sqlite"
+                else datetime(2025, 1, 1, tzinfo=UTC)
+            },
+        ).all()
+    db.dispose()
+    by_pid = {pid: (status, finished) for pid, status, finished in rows}
+    assert by_pid[dead_pid][0] == "abandoned" and by_pid[dead_pid][1] is not None
+    assert by_pid[os.getpid()][0] == "running"  # a live process is left alone

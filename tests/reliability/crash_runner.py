@@ -6,6 +6,8 @@ RC_SYNC_TEST_CRASH="<point>:<n>" picks the n-th occurrence (1-based) of one poin
 * in_tx         inside the n-th load transaction, after its rows were written, before commit
 * in_watermark  inside the n-th watermark update, before its transaction commits
 * after_commit  right after the n-th batch transaction committed
+* rebuild_in_tx inside the n-th `rc-sync rebuild` batch transaction, before commit
+* rebuild_commit right after the n-th `rc-sync rebuild` batch committed
 
 Hooks wrap the production functions from the outside; the production code has no test hook.
 """
@@ -37,7 +39,7 @@ def _tick(point: str, wanted: str, target: int) -> None:
 def install(spec: str) -> None:
     """Wrap the functions that mark each crash point."""
     from rc_extract.client import ReadyCloudClient
-    from warehouse import load
+    from warehouse import load, rebuild
 
     wanted, _, n = spec.partition(":")
     target = int(n or "1")
@@ -70,6 +72,20 @@ def install(spec: str) -> None:
         _tick("in_watermark", wanted, target)
         return result
 
+    rederive = rebuild.rederive_batch
+    mark_current = rebuild._mark_current
+
+    def _rederive(*args: Any, **kwargs: Any) -> Any:
+        stats = rederive(*args, **kwargs)
+        _tick("rebuild_commit", wanted, target)
+        return stats
+
+    def _mark(*args: Any, **kwargs: Any) -> Any:
+        mark_current(*args, **kwargs)
+        _tick("rebuild_in_tx", wanted, target)
+
+    rebuild.rederive_batch = _rederive
+    rebuild._mark_current = _mark
     ReadyCloudClient._fetch_page = _fetch_page  # type: ignore[method-assign]
     load.Loader._load = _load  # type: ignore[method-assign]
     load.Loader.load_batch = _load_batch  # type: ignore[method-assign]

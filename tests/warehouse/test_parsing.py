@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +19,7 @@ from warehouse.parsing import (
     parse_int,
     parse_length_m,
     parse_money,
+    parse_text,
     parse_weight_g,
 )
 
@@ -176,24 +176,26 @@ def test_scalar_parsers_never_raise(raw: Any) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(values=st.lists(raw_values, max_size=20))
-def test_vectorized_equals_scalar(values: list[Any]) -> None:
-    series = pd.Series(values, dtype=object)
-    money = parsing.money_series(series)
+def test_column_parsers_equal_scalar(values: list[Any]) -> None:
+    amounts, currencies, errors = parsing.money_list(list(values))
     expected = [parse_money(v) for v in values]
     got = [
         (Money(a, c) if a is not None else None, e)
-        for a, c, e in zip(money.amount, money.currency, money.errors, strict=True)
+        for a, c, e in zip(amounts, currencies, errors, strict=True)
     ]
     assert got == expected
-    for vectorized, scalar in (
-        (parsing.weight_g_series, parse_weight_g),
-        (parsing.length_m_series, parse_length_m),
-        (parsing.datetime_series, parse_datetime),
-        (parsing.bool_series, parse_bool),
-        (parsing.int_series, parse_int),
+    for column, scalar in (
+        (parsing.weight_g_list, parse_weight_g),
+        (parsing.length_m_list, parse_length_m),
+        (parsing.datetime_list, parse_datetime),
+        (parsing.bool_list, parse_bool),
+        (parsing.int_list, parse_int),
+        (parsing.text_list, parse_text),
     ):
-        result = vectorized(series)
-        assert list(zip(result.values, result.errors, strict=True)) == [scalar(v) for v in values]
+        result_values, result_errors = column(list(values))
+        assert list(zip(result_values, result_errors, strict=True)) == [
+            scalar(v) for v in values
+        ], column.__name__
 
 
 @settings(max_examples=200, deadline=None)
@@ -231,8 +233,7 @@ def test_weight_round_trip(number: Decimal, unit: str) -> None:
 def test_datetime_round_trip(moment: datetime) -> None:
     text = format_api_datetime(moment)
     assert parse_datetime(text) == (moment, None)
-    series = parsing.datetime_series(pd.Series([text], dtype=object))
-    assert series.values.tolist() == [moment]
+    assert parsing.datetime_list([text]) == ([moment], [None])
 
 
 @settings(max_examples=100, deadline=None)
