@@ -10,7 +10,7 @@ DATA_TABLES: tuple[str, ...] = ("orders", "boxes", "items", "addresses")
 # The tables that hang off an order, replaced as a whole when the order changes.
 CHILD_TABLES: tuple[str, ...] = ("addresses", "boxes", "items")
 # The analyst views the migrations create over the tables.
-VIEW_NAMES: tuple[str, ...] = ("order_lines", "daily_order_summary", "order_status_changes")
+VIEW_NAMES: tuple[str, ...] = ("order_lines", "daily_order_summary")
 
 # Each data table's primary key.
 TABLE_KEYS: dict[str, tuple[str, ...]] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rc_common.tables import VIEW_NAMES
+from rc_common.tables import VIEW_NAMES as DAGSTER_VIEW_NAMES
 
 # The only dialect difference: the UTC calendar day of a timestamp column.
 UTC_DAY = {
@@ -83,6 +83,8 @@ FROM v
 WHERE n > 1 AND prev_billing_status {distinct} billing_status
 """
 DISTINCT = {"postgresql": "IS DISTINCT FROM", "sqlite": "IS NOT"}
+# Every view the migrations create: the current-state views (Dagster assets) and the history one.
+VIEW_NAMES = (*DAGSTER_VIEW_NAMES, "order_status_changes")
 
 # PostgreSQL: the versions of every order as they were at one instant (a set-returning
 # function). SQLite has none; docs/warehouse.md shows the equivalent parameterised query.
