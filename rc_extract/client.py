@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
@@ -46,8 +46,10 @@ from rc_extract.ratelimit import TokenBucket
 from rc_extract.retry import (
     DeadlineStop,
     DecisionRetry,
+    FailedAttempt,
     RetryChainDecision,
     default_retry_decision,
+    give_up_in,
     parse_retry_after,
     retry_reason,
 )
@@ -593,7 +595,7 @@ class ReadyCloudClient:
             wait=policy.wait,
             stop=stop,
             sleep=self._sleep,
-            before_sleep=lambda state: self._before_sleep(state, display),
+            before_sleep=lambda state: self._before_sleep(state, display, stop),
             retry_error_callback=lambda state: self._give_up(state, stop),
         )
         result: tuple[Any, str] = retrying(
@@ -655,16 +657,34 @@ class ReadyCloudClient:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
         raise status_error(status, path, detail, request_id, retry_after=retry_after)
 
-    def _before_sleep(self, state: tenacity.RetryCallState, display: str) -> None:
-        """Count and log a retry (never the token)."""
+    def _before_sleep(
+        self, state: tenacity.RetryCallState, display: str, stop: DeadlineStop
+    ) -> None:
+        """Count and log a retry (never the token), saying when the request will give up."""
         exc = state.outcome.exception() if state.outcome else None
         self.stats.record_retry()
+        remaining = (
+            give_up_in(
+                FailedAttempt(
+                    exc,
+                    attempt=state.attempt_number,
+                    elapsed=stop.elapsed(),
+                    ever_answered=self._ever_answered,
+                ),
+                self.deadline,
+            )
+            if exc is not None
+            else self.deadline - stop.elapsed()
+        )
+        at = datetime.now(UTC) + timedelta(seconds=remaining)
         logger.warning(
-            "GET %s failed (%s); retry %d in %.1fs",
+            "GET %s failed (%s); retry %d in %.1fs, giving up at %s (in %.0f s)",
             display,
             retry_reason(exc),
             state.attempt_number,
             state.upcoming_sleep,
+            f"{at:%H:%M:%S}",
+            remaining,
         )
 
     def _give_up(self, state: tenacity.RetryCallState, stop: DeadlineStop) -> NoReturn:

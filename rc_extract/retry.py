@@ -17,6 +17,8 @@ request deadline (`DeadlineStop`) still bounds everything.
 from __future__ import annotations
 
 import random
+import socket
+import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -112,6 +114,81 @@ def first_contact_grace(grace_s: float = FIRST_CONTACT_GRACE_S) -> RetryDecision
     return first_contact
 
 
+REQUEST_TIMEOUT_STATUS = 408  # the one 4xx besides 429 that a repeat can fix
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from (httpx -> httpcore -> ssl/socket)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+_NO_SUCH_HOST = frozenset(
+    code
+    for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
+    if code is not None
+)
+
+
+def cannot_heal(exc: BaseException) -> str | None:
+    """Why retrying `exc` is pointless (a deterministic failure), or None if it might heal.
+
+    A TLS certificate the client rejects, a host name that does not exist (DNS NXDOMAIN) and
+    any 4xx except 408 and 429 give the same answer every time.
+    """
+    if isinstance(exc, APIStatusError):
+        code = exc.status_code
+        if 400 <= code < 500 and code not in (REQUEST_TIMEOUT_STATUS, 429):
+            return f"HTTP {code}"
+        return None
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate not accepted ({cause.verify_message or cause.reason})"
+        if isinstance(cause, socket.gaierror) and cause.errno in _NO_SUCH_HOST:
+            return "the host name does not exist (DNS)"
+    return None
+
+
+def never_retry_what_cannot_heal(failed: FailedAttempt) -> RetryOption | None:
+    """Veto: a rejected TLS certificate or a host name that does not exist is not retried.
+
+    (A 4xx other than 408/429 needs no veto: no decision of the default chain retries it,
+    and a decision appended for a special status still can.)
+    """
+    exc = failed.exc
+    if not isinstance(exc, APIConnectionError):
+        return None
+    why = cannot_heal(exc)
+    if why is None:
+        return None
+    exc.add_note(f"not retried: {why} gives the same answer every time")
+    return NO_RETRY
+
+
+def retry_request_timeout(failed: FailedAttempt) -> RetryOption | None:
+    """408 Request Timeout: the server gave up waiting for us; a repeat can succeed."""
+    exc = failed.exc
+    if isinstance(exc, APIStatusError) and exc.status_code == REQUEST_TIMEOUT_STATUS:
+        return RetryOption(True, exc.retry_after)
+    return None
+
+
+def give_up_in(failed: FailedAttempt, deadline: float) -> float:
+    """Seconds until the request gives up at the latest (first-contact grace or the deadline)."""
+    limit = deadline
+    if (
+        isinstance(failed.exc, APIConnectionError)
+        and not isinstance(failed.exc, APITimeoutError)
+        and not failed.ever_answered
+    ):
+        limit = min(deadline, FIRST_CONTACT_GRACE_S)
+    return max(0.0, limit - failed.elapsed)
+
+
 def retry_rate_limited(failed: FailedAttempt) -> RetryOption | None:
     """429: retry, after the server's Retry-After when it sent one."""
     exc = failed.exc
@@ -143,11 +220,16 @@ def retry_transport_errors(failed: FailedAttempt) -> RetryOption | None:
 
 
 def default_retry_decision() -> RetryChainDecision:
-    """The client's default chain: first-contact grace, 429, 500/502/503/504, transport errors."""
+    """The client's default chain.
+
+    What cannot heal (veto), first-contact grace, 429, 500/502/503/504, 408, transport errors.
+    """
     return RetryChainDecision(
+        never_retry_what_cannot_heal,
         first_contact_grace(),
         retry_rate_limited,
         retry_server_errors(),
+        retry_request_timeout,
         retry_transport_errors,
     )
 

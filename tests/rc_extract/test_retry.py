@@ -320,3 +320,86 @@ def test_the_client_asks_its_chain(make_client: MakeClient, clock: Any) -> None:
     with pytest.raises(ServerError):
         client.list_orgs()
     assert seen == [1]
+
+
+# -- what cannot heal is not retried; every retry says when it gives up (issue 11, defect 6) --
+
+
+def _raise_from(cause: BaseException) -> Callable[[httpx.Request], httpx.Response]:
+    """A transport failure the way httpx raises it: ConnectError from the ssl/socket error."""
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        try:
+            raise cause
+        except BaseException as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+
+    return fail
+
+
+def test_certificate_mismatch_is_not_retried(make_client: MakeClient, clock: Any) -> None:
+    import ssl
+
+    bad_cert = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    bad_cert.verify_message = "Hostname mismatch, certificate is not valid for 'x.test'"
+    client = make_client(_raise_from(bad_cert))
+    with pytest.raises(APIConnectionError) as info:
+        client.list_orgs()
+    assert client.stats.requests == 1 and clock.sleeps == []
+    assert any("not retried: TLS certificate" in note for note in info.value.__notes__)
+
+
+def test_unknown_host_is_not_retried(make_client: MakeClient, clock: Any) -> None:
+    import socket
+
+    nxdomain = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    client = make_client(_raise_from(nxdomain))
+    with pytest.raises(APIConnectionError):
+        client.list_orgs()
+    assert client.stats.requests == 1 and clock.sleeps == []
+
+
+def test_temporary_dns_failure_is_retried(make_client: MakeClient, clock: Any) -> None:
+    import socket
+
+    again = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    client = make_client(_flaky(_raise_from(again)))
+    assert client.list_orgs() == PAGE["results"]
+    assert client.stats.requests == 2
+
+
+def test_408_is_retried(make_client: MakeClient, clock: Any) -> None:
+    client = make_client(_flaky(_status(408, text="Request Timeout")))
+    assert client.list_orgs() == PAGE["results"]
+    assert client.stats.retries == 1
+
+
+def test_cannot_heal_decisions() -> None:
+    from rc_extract.retry import cannot_heal
+
+    assert cannot_heal(APIStatusError(400, "/x", "")) == "HTTP 400"
+    assert cannot_heal(NotFoundError(404, "/x", "")) == "HTTP 404"
+    assert cannot_heal(RateLimitError(429, "/x", "")) is None
+    assert cannot_heal(APIStatusError(408, "/x", "")) is None
+    assert cannot_heal(ServerError(503, "/x", "")) is None
+    assert cannot_heal(APITimeoutError("https://h", "/x", "timed out")) is None
+
+
+def test_every_retry_says_when_it_gives_up(
+    make_client: MakeClient, clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host that never answers in time: from the first warning on, the give-up time is named."""
+    import re
+
+    client = make_client(_raise(httpx.ReadTimeout), deadline=60)
+    with (
+        caplog.at_level(logging.WARNING, logger="rc_extract.client"),
+        pytest.raises(APITimeoutError),
+    ):
+        client.list_orgs()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings
+    pattern = re.compile(r"giving up at \d\d:\d\d:\d\d \(in (\d+) s\)")
+    remaining = [int(m.group(1)) for w in warnings if (m := pattern.search(w))]
+    assert len(remaining) == len(warnings)  # every warning, the first included
+    assert remaining[0] == 60 and remaining == sorted(remaining, reverse=True)
