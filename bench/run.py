@@ -241,6 +241,8 @@ def child_env(sandbox: Sandbox | None, extra: dict[str, str] | None = None) -> d
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     if sandbox is not None:
         env["READYCLOUD_API_TOKEN"] = sandbox.token
+    # The benchmark measures the client, not the budget: the sandbox is not throttled.
+    env["READYCLOUD_RATE_LIMIT"] = "off"
     env.update(extra or {})
     return env
 
@@ -864,6 +866,9 @@ def markdown(r: dict[str, Any]) -> str:
         "|" + "|".join(["---"] * 2 + ["---:"] * (len(HEADER) - 2)) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(r)]
+    if r.get("request_budget_table"):
+        lines += ["", "Requests (the API budget: 30 GETs/min per App):", ""]
+        lines += r["request_budget_table"]
     lines += ["", "| target | measured | holds |", "|---|---|---|"]
     lines += [
         f"| {t['target']} | {t['measured']} | {'yes' if t['holds'] else '**no**'} |"
@@ -885,6 +890,8 @@ def plain_table(r: dict[str, Any]) -> str:
         if index == 0:
             out.append("  ".join("-" * w for w in widths))
     out.append("")
+    out += r.get("request_budget_table", [])
+    out.append("")
     for t in r["targets"]:
         out.append(f"[{'ok' if t['holds'] else 'NO'}] {t['target']}: {t['measured']}")
     return "\n".join(out)
@@ -894,6 +901,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     started = time.perf_counter()
     results = run(args)
+    from bench import requests as request_bench
+
+    log("requests per 1,000 orders (request budget) ...")
+    budget_orders = min(args.orders, request_bench.BEFORE_ORDERS)
+    results["request_budget"] = request_bench.measure_all(budget_orders, seed=7)
+    results["request_budget_table"] = request_bench.table(results["request_budget"])
     results["config"]["scale_divisor"] = args.scale_divisor
     results["bench_wall_s"] = round(time.perf_counter() - started, 1)
     out = Path(args.out)

@@ -170,9 +170,11 @@ def _log_report(context: AssetExecutionContext, report: RunReport) -> None:
             f"{org.load_issues_new} new load issues, {org.days_done} day(s) done, "
             f"{org.days_skipped} resumed; watermark {org.watermark_before} -> {org.watermark_after}"
         )
+    purposes = ", ".join(f"{n} {p}" for p, n in report.requests_by_purpose.items()) or "none"
     context.log.info(
-        f"{report.requests} API requests, {report.retries} retries, {report.throttled} 429s, "
-        f"{report.elapsed_s:.1f}s"
+        f"{report.requests} API requests ({purposes}; budget {report.budget}, "
+        f"{report.budget_wait_s:.0f}s waiting for it), {report.retries} retries, "
+        f"{report.throttled} 429s, {report.elapsed_s:.1f}s"
     )
 
 

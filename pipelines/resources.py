@@ -83,6 +83,8 @@ class RcSyncResource(dg.ConfigurableResource):
                 info = ensure_sandbox(environment.sandbox)
                 overrides["readycloud_base_url"] = info.base_url
                 overrides["readycloud_api_token"] = info.token  # the sandbox's public token
+            if "rate_limit" not in environment.model_fields_set:
+                overrides["rate_limit"] = "off"  # the built-in sandbox is not throttled
             if (
                 not self.warehouse_url
                 and "warehouse_url" not in environment.warehouse.model_fields_set

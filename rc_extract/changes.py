@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from rc_common.paths import parse_object_url, url_path
 from rc_common.timefmt import api_datetime_or_none, format_api_datetime
+from rc_extract.budget import purpose
 from rc_extract.client import Page, ReadyCloudClient
 from rc_extract.errors import InvalidResponseError, UnstableListingError
 from rc_extract.settings import (
@@ -187,7 +188,10 @@ class ChangeReader:
             return cached
         samples: list[list[datetime]] = []
         for ordering in (ORDERING_FIELD, f"-{ORDERING_FIELD}"):
-            page = self._first_page(org_pk, {"ordering": ordering, "limit": ORDERING_PROBE_SIZE})
+            with purpose("probe"):
+                page = self._first_page(
+                    org_pk, {"ordering": ordering, "limit": ORDERING_PROBE_SIZE}
+                )
             stamps = [api_datetime_or_none(item.get(CHANGE_FIELD)) for item in page.results]
             samples.append([s for s in stamps if s is not None])
         ascending, descending = samples

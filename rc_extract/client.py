@@ -1,7 +1,8 @@
-"""The ReadyCloud v2 HTTP client: one httpx.Client, bearer auth, retries, pagination, rate cap."""
+"""The ReadyCloud v2 HTTP client: one httpx.Client, bearer auth, retries, pagination, budget."""
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import json
 import logging
@@ -30,6 +31,7 @@ from rc_common.paths import (
     webhooks_path,
 )
 from rc_common.timefmt import format_api_datetime
+from rc_extract.budget import RequestBudget, current_priority, purpose_override
 from rc_extract.errors import (
     APIConnectionError,
     APIStatusError,
@@ -42,7 +44,6 @@ from rc_extract.errors import (
     detail_from_body,
     status_error,
 )
-from rc_extract.ratelimit import TokenBucket
 from rc_extract.retry import (
     DeadlineStop,
     DecisionRetry,
@@ -52,6 +53,7 @@ from rc_extract.retry import (
     give_up_in,
     parse_retry_after,
     retry_reason,
+    wait_in_budget,
 )
 from rc_extract.settings import (
     DEFAULT_CONCURRENCY,
@@ -70,6 +72,9 @@ from rc_extract.stats import RequestStats
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# With a shared budget, 429s wait in the budget (not against the deadline); after this many
+# in a row for one request the request gives up (the pauses double to 128 s: ~17 minutes).
+MAX_THROTTLED_ATTEMPTS = 12
 R = TypeVar("R")
 Validator = Callable[[Any, str], None]
 
@@ -247,11 +252,16 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
         return
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rc-extract")
     pending: deque[Future[R]] = deque()
+
+    def submit(item: T) -> Future[R]:
+        # Run in a copy of the caller's context: the request purpose and priority travel along.
+        return pool.submit(contextvars.copy_context().run, fn, item)
+
     try:
-        pending.extend(pool.submit(fn, item) for item in islice(iterator, workers))
+        pending.extend(submit(item) for item in islice(iterator, workers))
         while pending:
             result = pending.popleft().result()
-            pending.extend(pool.submit(fn, item) for item in islice(iterator, 1))
+            pending.extend(submit(item) for item in islice(iterator, 1))
             yield result
     finally:
         for future in pending:
@@ -269,7 +279,7 @@ class ReadyCloudClient:
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
         page_size: int = DEFAULT_PAGE_SIZE,
-        max_rps: float | None = None,
+        budget: RequestBudget | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         deadline: float = DEFAULT_DEADLINE_S,
         max_backoff: float = DEFAULT_MAX_BACKOFF_S,
@@ -287,15 +297,16 @@ class ReadyCloudClient:
             raise ValueError("an API token is required: set READYCLOUD_API_TOKEN")
         if page_size < 1 or concurrency < 1 or deadline <= 0 or timeout <= 0:
             raise ValueError("page_size, concurrency, deadline and timeout must be positive")
-        if max_rps is not None and max_rps <= 0:
-            raise ValueError("max_rps must be positive (or None for no cap)")
         self._secret = _Secret(secret)
         self.timeout = float(timeout)
         self.page_size = int(page_size)
         self.concurrency = int(concurrency)
         self.deadline = float(deadline)
         self.max_backoff = float(max_backoff)
-        self.max_rps = max_rps
+        self.budget = budget
+        # Orders per full page the server really returned, per request purpose (it may clamp
+        # the limit asked for); read by estimates and stored with the capability probes.
+        self.honoured_page_size: dict[str, int] = {}
         self.stats = RequestStats()
         # Which failures are retried (and after how long): see rc_extract.retry.
         self.retry_decision = retry if retry is not None else default_retry_decision()
@@ -303,7 +314,6 @@ class ReadyCloudClient:
         self._sleep = sleep
         self._clock = clock
         self._rand = rand
-        self._bucket = TokenBucket(max_rps, clock=clock, sleep=sleep) if max_rps else None
         base = urlsplit(self.base_url)
         self._scheme, self._netloc, self._base_path = base.scheme, base.netloc, base.path
         pool = max(10, 2 * self.concurrency)
@@ -341,7 +351,7 @@ class ReadyCloudClient:
 
     def list_orgs(self) -> list[dict[str, Any]]:
         """Every organization the token can see (all pages)."""
-        return [org for page in self.iter_pages(ORGS_PATH, kind="orgs") for org in page.results]
+        return [org for page in self.iter_pages(ORGS_PATH, kind="probe") for org in page.results]
 
     def iter_orders(
         self,
@@ -356,7 +366,7 @@ class ReadyCloudClient:
         if expand:
             params["expand"] = EXPAND_ALL if expand is True else expand
         yield from self.iter_pages(
-            orders_path(org_pk), params, concurrency=concurrency, kind="orders"
+            orders_path(org_pk), params, concurrency=concurrency, kind="list"
         )
 
     def iter_compact(
@@ -375,7 +385,7 @@ class ReadyCloudClient:
     def count_orders(self, org_pk: str, filters: Mapping[str, Any] | None = None) -> int:
         """The API's count of an org's orders matching `filters` (one cheap request)."""
         params = {**(filters or {}), "only": ONLY_COMPACT, "limit": 1}
-        data, _ = self._get(orders_path(org_pk), params, kind="count", validate=validate_envelope)
+        data, _ = self._get(orders_path(org_pk), params, kind="probe", validate=validate_envelope)
         return int(data["count"])
 
     def get_order(self, org_pk: str, order_pk: str) -> dict[str, Any] | None:
@@ -384,7 +394,7 @@ class ReadyCloudClient:
             data, _ = self._get(
                 order_path(org_pk, order_pk),
                 {"expand": EXPAND_ALL},
-                kind="order",
+                kind="detail",
                 validate=validate_object,
             )
         except NotFoundError:
@@ -401,7 +411,7 @@ class ReadyCloudClient:
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """The decoded JSON body of a GET (path relative to /api/v2/ or absolute on this host)."""
-        data, _ = self._get(path, params, kind="json", allow_empty=True)
+        data, _ = self._get(path, params, kind="list", allow_empty=True)
         return data
 
     # -- webhooks (writes: need a token with write access) ----------------------------------
@@ -430,9 +440,11 @@ class ReadyCloudClient:
             return
 
     def _write(self, method: str, target: str, body: dict[str, Any] | None) -> Any:
-        """One POST/PATCH/DELETE (not retried: writes are not idempotent); the decoded body."""
-        if self._bucket is not None:
-            self._bucket.acquire()
+        """One POST/PATCH/DELETE (not retried: writes are not idempotent); the decoded body.
+
+        Writes do not draw from the request budget: ReadyCloud counts them separately (30
+        POST/PATCH/DELETE a minute) and rc-sync writes only when webhooks are (un)registered.
+        """
         url = strip_token(self._resolve(target))
         path = urlsplit(url).path
         try:
@@ -474,7 +486,25 @@ class ReadyCloudClient:
         start = _as_int(query.get("offset"))
         if start is None:
             start = query_int(path_or_url, "offset") or 0
-        first = self._fetch_page(path_or_url, query, kind=kind, offset=start)
+        try:
+            first = self._fetch_page(path_or_url, query, kind=kind, offset=start)
+        except APIStatusError as exc:
+            # A server that refuses a large limit outright (instead of clamping it, as DRF
+            # does): fall back to the documented default page size for good.
+            limit = _as_int(query.get("limit")) or 0
+            if exc.status_code != 400 or limit <= DEFAULT_PAGE_SIZE:
+                raise
+            logger.warning(
+                "the API refused limit=%d (%s); using pages of %d from now on",
+                limit,
+                exc.detail[:100] if exc.detail else "HTTP 400",
+                DEFAULT_PAGE_SIZE,
+            )
+            self.page_size = DEFAULT_PAGE_SIZE
+            query["limit"] = DEFAULT_PAGE_SIZE
+            first = self._fetch_page(path_or_url, query, kind=kind, offset=start)
+        if first.next is not None and first.results:
+            self.honoured_page_size[kind] = len(first.results)
         yield first
         if first.next is None:
             return
@@ -577,14 +607,48 @@ class ReadyCloudClient:
         validate: Validator | None = None,
         allow_empty: bool = False,
     ) -> tuple[Any, str]:
-        """GET with retries within the deadline; returns (decoded body, token-free request url)."""
+        """GET with retries within the deadline; returns (decoded body, token-free request url).
+
+        `kind` is the request's purpose for counting (list, compact, detail, probe); an
+        enclosing `rc_extract.budget.purpose()` block overrides it, and repeated attempts count
+        as `retry`. Time spent waiting for the budget does not count against the deadline.
+        """
+        kind = purpose_override() or kind
         url = strip_token(self._resolve(target))
         query = clean_params(params)
         shown = urlsplit(with_query(url, **query) if query else url)
         display = shown.path + (f"?{shown.query}" if shown.query else "")
         stop = DeadlineStop(self.deadline, self._clock(), self._clock)
+        attempts = 0
+
+        def attempt() -> tuple[Any, str]:
+            nonlocal attempts
+            attempts += 1
+            purpose = "retry" if attempts > 1 else kind
+            try:
+                return self._attempt(url, query, purpose, validate, allow_empty, stop)
+            except RateLimitError as exc:
+                if self.budget is not None and attempts >= MAX_THROTTLED_ATTEMPTS:
+                    raise RateLimitError(
+                        exc.status_code,
+                        exc.path,
+                        exc.detail,
+                        exc.request_id,
+                        retry_after=exc.retry_after,
+                        hint=(
+                            f"throttled by the API {attempts} times for one request although "
+                            "every process of this App paused as asked; giving up — set "
+                            "READYCLOUD_RATE_LIMIT to the App's real limit (ask ReadyCloud for "
+                            "it), or check whether something else uses the same App"
+                        ),
+                    ) from exc
+                raise
+
+        decision = self.retry_decision
+        if self.budget is not None:
+            decision = decision.prepend(wait_in_budget(MAX_THROTTLED_ATTEMPTS))
         policy = DecisionRetry(
-            self.retry_decision,
+            decision,
             stop,
             ever_answered=lambda: self._ever_answered,
             cap=self.max_backoff,
@@ -598,9 +662,7 @@ class ReadyCloudClient:
             before_sleep=lambda state: self._before_sleep(state, display, stop),
             retry_error_callback=lambda state: self._give_up(state, stop),
         )
-        result: tuple[Any, str] = retrying(
-            self._attempt, url, query, kind, validate, allow_empty, stop
-        )
+        result: tuple[Any, str] = retrying(attempt)
         return result
 
     def _attempt(
@@ -613,8 +675,8 @@ class ReadyCloudClient:
         stop: DeadlineStop,
     ) -> tuple[Any, str]:
         """One HTTP attempt, mapped to a result or to one of the rc_extract errors."""
-        if self._bucket is not None:
-            self._bucket.acquire()
+        if self.budget is not None:
+            stop.exclude(self.budget.acquire(kind, current_priority()))
         path = urlsplit(url).path
         timeout = max(0.1, min(self.timeout, self.deadline - stop.elapsed()))
         try:
@@ -655,6 +717,9 @@ class ReadyCloudClient:
         retry_after = None
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if status == 429 and self.budget is not None:
+            pause = self.budget.throttled(retry_after)
+            logger.info("HTTP 429 from the API: pausing every request of this App for %.0fs", pause)
         raise status_error(status, path, detail, request_id, retry_after=retry_after)
 
     def _before_sleep(
@@ -695,11 +760,10 @@ class ReadyCloudClient:
         elapsed = stop.elapsed()
         wait = state.upcoming_sleep
         if isinstance(exc, RateLimitError):
-            asked = (
-                f"the server asked to wait {wait:.0f}s (Retry-After)"
-                if exc.retry_after is not None
-                else f"the next backoff wait is {wait:.0f}s"
-            )
+            if exc.retry_after is not None:
+                asked = f"the server asked to wait {wait:.0f}s (Retry-After)"
+            else:
+                asked = f"the next backoff wait is {wait:.0f}s"
             raise RateLimitError(
                 exc.status_code,
                 exc.path,
@@ -709,7 +773,7 @@ class ReadyCloudClient:
                 hint=(
                     f"throttled by the API; {asked}, which would pass the request deadline "
                     f"of {self.deadline:.0f}s ({elapsed:.0f}s used, {state.attempt_number} "
-                    "attempts); giving up — lower the request rate (max_rps) or concurrency"
+                    "attempts); giving up — set READYCLOUD_RATE_LIMIT to the App's real limit"
                 ),
             ) from exc
         if isinstance(exc, APIStatusError | APIConnectionError | InvalidResponseError):

@@ -219,6 +219,18 @@ def retry_transport_errors(failed: FailedAttempt) -> RetryOption | None:
     return None
 
 
+def wait_in_budget(max_attempts: int) -> RetryDecision:
+    """429 with a shared request budget: retry at once — the budget has paused the App, so
+    the next attempt waits there (outside the deadline) — until `max_attempts` in a row."""
+
+    def budget_throttle(failed: FailedAttempt) -> RetryOption | None:
+        if isinstance(failed.exc, RateLimitError):
+            return RetryOption(failed.attempt < max_attempts, 0.0)
+        return None
+
+    return budget_throttle
+
+
 def default_retry_decision() -> RetryChainDecision:
     """The client's default chain.
 
@@ -382,10 +394,15 @@ class DeadlineStop:
         self.deadline = deadline
         self.started = started
         self.clock = clock
+        self.excluded = 0.0
+
+    def exclude(self, seconds: float) -> None:
+        """Do not count `seconds` (spent waiting for the request budget) against the deadline."""
+        self.excluded += max(0.0, seconds)
 
     def elapsed(self) -> float:
-        """Seconds since the logical request started."""
-        return self.clock() - self.started
+        """Seconds since the logical request started, less the time spent waiting for budget."""
+        return self.clock() - self.started - self.excluded
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         """True to stop retrying."""

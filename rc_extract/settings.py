@@ -11,6 +11,9 @@ from importlib import metadata
 # Client defaults (the constructor's keyword arguments).
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_PAGE_SIZE = 100
+# The largest page asked for when the page size is automatic; servers clamp larger limits
+# silently (DRF's max_limit), so asking costs nothing and the first page shows what is honoured.
+MAX_PAGE_SIZE = 1000
 DEFAULT_CONCURRENCY = 4
 DEFAULT_DEADLINE_S = 300.0
 DEFAULT_MAX_BACKOFF_S = 30.0

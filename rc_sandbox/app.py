@@ -38,6 +38,7 @@ from rc_sandbox.store import (
     OrderQuery,
     SandboxStore,
 )
+from rc_sandbox.throttle import SlidingThrottle
 from rc_sandbox.webhooks import ENTITIES, WebhookHub, check_remote_url
 
 LOOKUPS = ("gte", "gt", "lte", "lt")
@@ -96,9 +97,11 @@ class SandboxApp:
         self._lock = threading.Lock()
         self._api_requests = 0
         self._list_requests = 0
+        self.throttle = SlidingThrottle()
 
     # ------------------------------------------------------------------ plumbing
-    def _auth_error(self, request: Request, served: int) -> Response | None:
+    @staticmethod
+    def _token(request: Request) -> str | None:
         header = request.headers.get("authorization")
         token: str | None = None
         if header:
@@ -107,6 +110,10 @@ class SandboxApp:
                 token = value.strip()
         if token is None:
             token = request.query_params.get("bearer_token") or None
+        return token
+
+    def _auth_error(self, request: Request, served: int) -> Response | None:
+        token = self._token(request)
         if token is None:
             return self._unauthorized("Authentication credentials were not provided.", False)
         if token != self.config.token:
@@ -150,8 +157,17 @@ class SandboxApp:
             if fault == "timeout":
                 await asyncio.sleep(config.timeout_s)
         refused = self._auth_error(request, served)
+        wait = None if refused is not None else self._throttled(request)
         if refused is not None:
             response = refused
+        elif wait is not None:
+            stats.bump("throttled")
+            headers = {"Retry-After": str(max(1, round(wait)))}
+            response = json_response(
+                throttle_body(max(1, round(wait))),
+                429,
+                headers if config.rate_limit_retry_after else None,
+            )
         else:
             try:
                 response = handler(request)
@@ -167,6 +183,17 @@ class SandboxApp:
             response = Response(GARBAGE_BODY, 200, media_type=JSON_TYPE)
         stats.count_status(response.status_code)
         return response
+
+    def _throttled(self, request: Request) -> float | None:
+        """Seconds until the token may ask again when over `rate_limit`, else None (counted)."""
+        if self.config.rate_limit is None:
+            return None
+        from rc_extract.budget import parse_rate
+
+        rate = parse_rate(self.config.rate_limit)
+        if rate is None:
+            return None
+        return self.throttle.check(self._token(request) or "", rate.limit, rate.period_s)
 
     def _org(self, request: Request) -> str:
         org_pk = request.path_params["org"]

@@ -48,6 +48,9 @@ class SandboxConfig:
     retry_after_s: float = 0  # Retry-After value sent with 429
     timeout_s: float = 2.0  # how long a `timeout` fault sleeps before answering
     control: bool = False  # enables /_sandbox/ control endpoints
+    # Per-token throttle like ReadyCloud's (API.md §9): "30/min", "20/4s"... None = unlimited.
+    rate_limit: str | None = None
+    rate_limit_retry_after: bool = True  # send Retry-After with the throttle's 429s
     mutate_every: int = 0  # >0: one random mutation every N list requests
     fail_auth_after: int | None = None  # after N API requests, every request answers 401
     # webhooks (API.md §10): deliveries to registered remote_urls on every change
@@ -75,6 +78,10 @@ class SandboxConfig:
         if self.page_cap < 1 or self.default_limit < 1:
             raise ValueError("page_cap and default_limit must be positive")
         self.fault_kinds = tuple(self.fault_kinds)
+        if self.rate_limit is not None:
+            from rc_extract.budget import parse_rate
+
+            parse_rate(self.rate_limit)  # raises a clear error on a bad rate
 
     def update(self, **changes: object) -> None:
         """Change behaviour knobs in place (validated); data knobs are rejected."""

@@ -52,6 +52,7 @@ class SandboxStats:
     detail: int = 0  # order/box/item detail and box/item lists
     control: int = 0
     webhooks: int = 0  # webhook CRUD requests
+    throttled: int = 0  # 429s of the rate limit (rate_limit), not injected faults
     faults: dict[str, int] = field(default_factory=dict)
     statuses: dict[int, int] = field(default_factory=dict)
     mutations: int = 0  # done by mutate_every
@@ -88,6 +89,7 @@ class SandboxStats:
                 "detail": self.detail,
                 "control": self.control,
                 "webhooks": self.webhooks,
+                "throttled": self.throttled,
                 "faults": dict(self.faults),
                 "faults_total": sum(self.faults.values()),
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
@@ -99,6 +101,7 @@ class SandboxStats:
         with self._lock:
             self.requests = self.orgs = self.list = self.compact = 0
             self.detail = self.control = self.mutations = self.webhooks = 0
+            self.throttled = 0
             self.faults = {}
             self.statuses = {}
 

@@ -1,4 +1,4 @@
-"""The `rc-sync` command line: migrate, sync, reconcile, status, sandbox and demo."""
+"""The `rc-sync` command line: migrate, sync, reconcile, status, plan, sandbox and demo."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from rc_sync.errors import (
 )
 from rc_sync.report import RunReport
 from rc_sync.settings import Settings, load_settings
-from rc_sync.summary import print_report
+from rc_sync.summary import print_report, requests_line
 
 log = logging.getLogger("rc_sync")
 console = Console()
@@ -117,7 +117,12 @@ pass_ctx = click.make_pass_decorator(Ctx)
 @click.option("--schema", help="PostgreSQL schema for the tables (WAREHOUSE_SCHEMA).")
 @click.option("--page-size", type=int, help="Orders per API page (RC_SYNC_PAGE_SIZE).")
 @click.option("--concurrency", type=int, help="Pages fetched at once (RC_SYNC_CONCURRENCY).")
-@click.option("--max-rps", type=float, help="Client-side request-rate cap (RC_SYNC_MAX_RPS).")
+@click.option(
+    "--rate-limit",
+    metavar="N/PERIOD",
+    help="The App's GET budget, e.g. 30/min, 20/4s, off (READYCLOUD_RATE_LIMIT).",
+)
+@click.option("--max-rps", type=float, hidden=True, help="Deprecated: use --rate-limit.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="rc-sync")
@@ -130,6 +135,7 @@ def cli(
     schema: str | None,
     page_size: int | None,
     concurrency: int | None,
+    rate_limit: str | None,
     max_rps: float | None,
     verbose: int,
     debug: bool,
@@ -145,6 +151,7 @@ def cli(
             "warehouse_schema": schema,
             "page_size": page_size,
             "concurrency": concurrency,
+            "rate_limit": rate_limit,
             "max_rps": max_rps,
         },
         verbose,
@@ -276,6 +283,7 @@ def reconcile(ctx: Ctx, force: bool) -> None:
             f"{org.elapsed_s:.1f}s",
         )
     console.print(table)
+    console.print(requests_line(report), highlight=False)
 
 
 @cli.command()
@@ -357,16 +365,16 @@ def status(ctx: Ctx, as_json: bool) -> None:
 
     settings = _settings(ctx)
 
-    def action() -> tuple[list[Any], dict[str, Any]]:
+    def action() -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
         from datetime import UTC, timedelta
 
         from warehouse import webhooks as wh
 
         with SyncEngine(settings) as engine:
             since = datetime.now(UTC) - timedelta(days=7)
-            return list(engine.status()), wh.status(engine.db, since)
+            return list(engine.status()), wh.status(engine.db, since), engine.budget_status()
 
-    rows, hooks = _guarded(settings, action, ctx.debug)
+    rows, hooks, budget = _guarded(settings, action, ctx.debug)
     if as_json:
         plain = [_as_plain(r) for r in rows]
         for item in plain:
@@ -378,6 +386,7 @@ def status(ctx: Ctx, as_json: bool) -> None:
     if not rows:
         console.print("no org has been synced yet; run `rc-sync sync`")
         _print_webhook_status(hooks)
+        _print_budget(budget)
         return
     table = Table(title="rc-sync status")
     for col in (
@@ -418,6 +427,7 @@ def status(ctx: Ctx, as_json: bool) -> None:
             "(no API requests)."
         )
     _print_webhook_status(hooks)
+    _print_budget(budget)
 
 
 def _print_webhook_status(hooks: dict[str, Any]) -> None:
@@ -444,6 +454,103 @@ def _print_webhook_status(hooks: dict[str, Any]) -> None:
             "`rc-sync webhooks list` for details.",
             highlight=False,
         )
+
+
+def _print_budget(budget: dict[str, Any]) -> None:
+    """The App's request budget: requests of the last hour and day by purpose, against it."""
+    if budget["rate"] == "off":
+        console.print(
+            "API budget: off (READYCLOUD_RATE_LIMIT=off): requests are not recorded",
+            highlight=False,
+        )
+        return
+    lines = [f"API budget {budget['rate']} (App {budget['app']!r}, shared by every rc-sync run)"]
+    for period in ("hour", "day"):
+        used = budget[period]
+        parts = ", ".join(f"{n} {name}" for name, n in sorted(used.items())) or "none"
+        lines.append(
+            f"  last {period}: {sum(used.values())} of {budget[period + '_budget']:,} "
+            f"requests ({parts})"
+        )
+    tail = f"  429s seen: {budget['throttled_total']}"
+    if budget["paused_for_s"] > 0:
+        tail += f"; paused after a 429 for another {budget['paused_for_s']:.0f} s"
+    lines.append(tail)
+    console.print("\n".join(lines), highlight=False)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_ctx
+def plan(ctx: Ctx, as_json: bool) -> None:
+    """Requests and time of a first load, a full refresh, a reconcile and a day of refreshes."""
+    import json
+
+    from rc_sync.engine import SyncEngine
+    from rc_sync.progress import format_duration
+
+    settings = _settings(ctx)
+
+    def action() -> Any:
+        with SyncEngine(settings) as engine:
+            return engine.plan()
+
+    result = _guarded(settings, action, ctx.debug)
+    kinds = (
+        ("first_load", "first load"),
+        ("full_refresh", "full refresh"),
+        ("reconcile", "reconcile"),
+        ("refresh_day", "a day of refreshes (every 15 min)"),
+    )
+    if as_json:
+        doc = {
+            "rate": str(result.rate) if result.rate else "off",
+            "orgs": [
+                {
+                    "org": o.org_pk,
+                    "orders": o.orders,
+                    "page": o.page,
+                    "compact_page": o.compact_page,
+                    "changes_per_refresh": o.changes_per_refresh,
+                }
+                for o in result.orgs
+            ],
+            "requests": {k: result.total(k) for k, _ in kinds},
+            "seconds": {k: result.seconds(result.total(k)) for k, _ in kinds},
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    table = Table(title=f"rc-sync plan at {result.rate or 'no rate limit'}")
+    for col in ("org", "orders", "per page", "first load", "reconcile", "refresh"):
+        table.add_column(col, justify="left" if col == "org" else "right")
+    for o in result.orgs:
+        table.add_row(
+            o.org_pk,
+            f"{o.orders:,}",
+            str(o.page),
+            str(o.first_load),
+            str(o.reconcile),
+            str(o.refresh),
+        )
+    console.print(table)
+    for kind, label in kinds:
+        requests = result.total(kind)
+        seconds = result.seconds(requests)
+        when = f"about {format_duration(seconds)}" if seconds is not None else "not limited"
+        console.print(f"  {label}: {requests:,} requests, {when}", highlight=False)
+    share = result.refresh_share()
+    if share is not None:
+        console.print(
+            f"  a day of refreshes uses {share:.0%} of the day's budget; one 15-minute refresh "
+            f"can serve about {result.orgs_per_refresh():,} orgs like these",
+            highlight=False,
+        )
+        if share > 0.5:
+            console.print(
+                "  that leaves little for backfills and reconciles: ask ReadyCloud for a higher "
+                "limit, or split the orgs across Apps (each App has its own budget)",
+                highlight=False,
+            )
 
 
 def _as_plain(row: Any) -> dict[str, Any]:
@@ -494,6 +601,19 @@ def _as_plain(row: Any) -> dict[str, Any]:
     is_flag=True,
     help="Enable the /_sandbox/ control endpoints (create/update/delete orders).",
 )
+@click.option(
+    "--rate-limit",
+    "sandbox_rate",
+    metavar="N/PERIOD",
+    help="Throttle each token like ReadyCloud: at most N GETs in any sliding window "
+    "(30/min, 20/4s); over it, 429. Default: no limit.",
+)
+@click.option(
+    "--retry-after/--no-retry-after",
+    default=True,
+    show_default=True,
+    help="Send Retry-After with the throttle's 429s.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -507,10 +627,17 @@ def sandbox(
     no_filters: bool,
     fault_rate: float,
     control: bool,
+    sandbox_rate: str | None,
+    retry_after: bool,
 ) -> None:
     """Serve a local ReadyCloud-compatible API with generated data."""
+    from rc_extract.budget import RateError, parse_rate
     from rc_sandbox import SandboxConfig, SandboxServer
 
+    try:
+        rate = parse_rate(sandbox_rate) if sandbox_rate else None
+    except RateError as exc:
+        _fail(EXIT_CONFIG, str(exc).replace("READYCLOUD_RATE_LIMIT", "--rate-limit"))
     config = SandboxConfig(
         orgs=n_orgs,
         orders=n_orders,
@@ -524,6 +651,8 @@ def sandbox(
         filters=not no_filters,
         fault_rate=fault_rate,
         control=control,
+        rate_limit=str(rate) if rate else None,
+        rate_limit_retry_after=retry_after,
     )
     err_console.print(f"generating {n_orders} orders in {n_orgs} orgs (seed {seed})...")
     server = SandboxServer(config)

@@ -39,6 +39,7 @@ def run_demo(*, n_orders: int, warehouse_url: str, console: Console) -> None:
             readycloud_api_token=server.token,
             readycloud_orgs=",".join(server.store.org_pks()),
             warehouse_url=warehouse_url,
+            rate_limit="off",  # the demo's sandbox is not throttled
         )
         _refuse_foreign_data(settings.warehouse, server.store.org_pks())
         console.print(f"     serving {server.base_url} (token {server.token!r})")

@@ -7,6 +7,7 @@ API and the warehouse. See docs/design.md for the window/checkpoint/watermark mo
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,12 +21,17 @@ import sqlalchemy as sa
 from rc_common.paths import parse_object_url
 from rc_common.tables import DATA_TABLES, PARENTS, TableCounts, sum_counts
 from rc_common.timefmt import day_bounds, format_api_datetime, parse_api_datetime, utc_now
+from rc_extract.budget import PollingBudget, Priority, priority, purpose
 from rc_extract.changes import PROBES, Capabilities, ChangeReader, Window
 from rc_extract.client import ReadyCloudClient
+from rc_extract.settings import MAX_PAGE_SIZE
+from rc_sync.budget import budget_for, budget_key
 from rc_sync.errors import ConfigError, RunFailed
+from rc_sync.plan import OrgPlan, Plan
 from rc_sync.progress import NullProgress, ProgressSink
 from rc_sync.report import OrgReport, RunReport
 from rc_sync.settings import Settings
+from warehouse import budget as wh_budget
 from warehouse import migrate as wh_migrate
 from warehouse import quality
 from warehouse import rebuild as wh_rebuild
@@ -45,6 +51,10 @@ log = logging.getLogger(__name__)
 MASS_DELETE_GUARD = 0.5
 # How long the API capability probes stored in sync_state are trusted.
 CAPS_MAX_AGE = timedelta(hours=24)
+# Budget waits shorter than this are not worth a log line; longer ones are logged at most
+# once per BUDGET_LOG_EVERY_S seconds.
+BUDGET_LOG_MIN_S = 3.0
+BUDGET_LOG_EVERY_S = 15.0
 
 
 class SyncEngine:
@@ -78,6 +88,7 @@ class SyncEngine:
         self.capabilities = Capabilities()
         self._warehouse_checked = False
         self._run_id: int | None = None
+        self._budget_logged = 0.0
 
     # -- resources -------------------------------------------------------------------------
 
@@ -86,16 +97,29 @@ class SyncEngine:
         """The API client (built from settings on first use; needs the token)."""
         if self._client is None:
             s = self.settings
+            token = s.require_token()
+            budget = budget_for(
+                s.rate, lambda: self.db, budget_key(s.readycloud_base_url, s.readycloud_app)
+            )
+            budget.listeners.append(self._budget_wait)
             self._client = ReadyCloudClient(
                 s.readycloud_base_url,
-                s.require_token(),
+                token,
                 timeout=s.timeout_s,
-                page_size=s.page_size,
-                max_rps=s.max_rps,
+                page_size=s.page_size or MAX_PAGE_SIZE,
+                budget=budget,
                 concurrency=s.concurrency,
                 deadline=s.deadline_s,
             )
         return self._client
+
+    def _budget_wait(self, seconds: float, reason: str) -> None:
+        """Say why the run waits (progress line; a log line now and then for long waits)."""
+        self.progress.waiting(seconds, reason)
+        now = time.monotonic()
+        if seconds >= BUDGET_LOG_MIN_S and now - self._budget_logged >= BUDGET_LOG_EVERY_S:
+            self._budget_logged = now
+            log.info("waiting for API budget: %.0f s (%s)", seconds, reason)
 
     @property
     def reader(self) -> ChangeReader:
@@ -286,7 +310,8 @@ class SyncEngine:
 
     def count_window(self, org_pk: str, since: datetime | None, until: datetime | None) -> int:
         """The API's count of orders of an org whose nested_updated_at is in [since, until)."""
-        return self.reader.count_window(org_pk, Window(since, until or utc_now()))
+        with purpose("check"), priority("bulk"):
+            return self.reader.count_window(org_pk, Window(since, until or utc_now()))
 
     def status(self) -> list[wh_state.OrgStatus]:
         """Per org: watermark, last run, row counts and open load issues."""
@@ -336,6 +361,54 @@ class SyncEngine:
                 "apply the migrations with `rc-sync migrate`"
             ) from None
 
+    def budget_status(self) -> dict[str, Any]:
+        """The App's request budget: requests granted in the last hour and day, by purpose."""
+        s = self.settings
+        rate = s.rate
+        key = budget_key(s.readycloud_base_url, s.readycloud_app)
+        used = wh_budget.usage(self.db, key, {"hour": 3600.0, "day": 86400.0})
+        state = wh_budget.state(self.db, key)
+        paused = 0.0
+        if state is not None and state.paused_until is not None:
+            paused = max(0.0, state.paused_until - state.now)
+        return {
+            "rate": str(rate) if rate else "off",
+            "app": s.readycloud_app,
+            "hour": used["hour"],
+            "day": used["day"],
+            "hour_budget": round(rate.per_second * 3600) if rate else None,
+            "day_budget": round(rate.per_second * 86400) if rate else None,
+            "throttled_total": state.throttled_total if state else 0,
+            "paused_for_s": round(paused, 1),
+        }
+
+    def plan(self, orgs: Sequence[str] | None = None) -> Plan:
+        """Requests and time of the usual runs for each org, from one request per org.
+
+        The request is the first page of the org's compact listing at the largest page size:
+        its `count` is the org's order count and its length shows how many entries a page
+        holds. The expanded page size comes from the last sync's observation when stored.
+        """
+        wanted = list(orgs) if orgs else self.settings.orgs
+        org_pks = wanted if wanted else self.resolve_orgs()
+        plan = Plan(self.settings.rate)
+        with purpose("probe"), priority("bulk"):
+            for org_pk in org_pks:
+                first = next(iter(self.client.iter_compact(org_pk, None, concurrency=1)))
+                compact = len(first.results) if first.next is not None else self.client.page_size
+                stored = wh_state.get_capabilities(self.db, org_pk) or {}
+                page = _as_page(stored.get("page_size")) or compact
+                plan.orgs.append(
+                    OrgPlan(
+                        org_pk,
+                        first.count,
+                        min(page, self.client.page_size),
+                        compact,
+                        changes_per_refresh=_recent_changes(self.db, org_pk),
+                    )
+                )
+        return plan
+
     # -- the shared run frame --------------------------------------------------------------
 
     def _run(
@@ -361,7 +434,8 @@ class SyncEngine:
                 org_started = time.monotonic()
                 org_before = self.client.stats.snapshot()
                 try:
-                    per_org(org_report, **kwargs)
+                    with priority(self._priority(kind, org_pk)):
+                        per_org(org_report, **kwargs)
                 finally:
                     org_report.elapsed_s = time.monotonic() - org_started
                     _add_request_stats(org_report, org_before, self.client.stats.snapshot())
@@ -377,6 +451,10 @@ class SyncEngine:
             report.requests = int(after.get("requests", 0)) - int(before.get("requests", 0))
             report.retries = int(after.get("retries", 0)) - int(before.get("retries", 0))
             report.throttled = int(after.get("throttled", 0)) - int(before.get("throttled", 0))
+            report.requests_by_purpose = _by_purpose(before, after)
+            report.budget = str(self.settings.rate) if self.settings.rate else "off"
+            budget = self.client.budget
+            report.budget_wait_s = budget.waited_s if isinstance(budget, PollingBudget) else 0.0
             report.elapsed_s = time.monotonic() - started
             try:
                 wh_state.finish_run(db, report.run_id, report)
@@ -412,6 +490,16 @@ class SyncEngine:
         report.touched_days = keys or sorted(rows)
         zeros = dict.fromkeys(DATA_TABLES, 0)
         report.day_rows = {key: rows.get(key, zeros) for key in report.touched_days}
+
+    def _priority(self, kind: str, org_pk: str) -> Priority:
+        """Refresh priority for an incremental run of an org that has a watermark, else bulk.
+
+        Refreshes keep the warehouse fresh and are small; first loads, full refreshes,
+        backfills and reconciles are long and can wait (docs/design.md, the request budget).
+        """
+        if kind == "incremental" and wh_state.get_watermark(self.db, org_pk) is not None:
+            return "refresh"
+        return "bulk"
 
     # -- per org ---------------------------------------------------------------------------
 
@@ -464,7 +552,11 @@ class SyncEngine:
             before = {t: replace(c) for t, c in rep.tables.items()}
             # The day is recorded done in the same transaction as its last batch.
             self._load_window(
-                rep, Window(since, until), live=False, label=f"day {day}", day=BackfillDay(key, day)
+                rep,
+                Window(since, until),
+                live=False,
+                label=f"day {day}",
+                day=BackfillDay(key, day),
             )
             rep.days[day.isoformat()] = {t: c.minus(before[t]) for t, c in rep.tables.items()}
             rep.days_done += 1
@@ -507,6 +599,7 @@ class SyncEngine:
                 total = getattr(batch, "total", None)
                 if total is not None and not total_known:
                     self.progress.set_total(total)
+                    self._announce(rep, total, description)
                     total_known = True
                 pending.extend(batch.orders)
                 if seen is not None:
@@ -524,6 +617,29 @@ class SyncEngine:
         rep.path = self.reader.last_path
         self._store_capabilities(rep.org_pk, stored_caps)
         self.progress.finish_org(_org_summary(rep))
+
+    def _announce(self, rep: OrgReport, total: int, description: str) -> None:
+        """Before a long read: the requests and the time it takes at the configured rate."""
+        rate = self.settings.rate
+        page = self.client.honoured_page_size.get("list") or self.client.page_size
+        requests = math.ceil(total / max(1, page))
+        rep.estimated_requests = requests
+        if rate is None:
+            return
+        self.progress.set_pace(page * rate.per_second)
+        if requests > rate.limit:
+            from rc_sync.progress import format_duration
+
+            log.info(
+                "org %s %s: %d orders to read in about %d requests of %d orders: about %s at %s",
+                rep.org_pk,
+                description,
+                total,
+                requests,
+                page,
+                format_duration(rate.seconds_for(requests)),
+                rate,
+            )
 
     def _seed_capabilities(self, org_pk: str) -> dict[str, Any] | None:
         """Reuse the capability probes a recent run stored for the org (saves ~4 requests).
@@ -549,11 +665,18 @@ class SyncEngine:
     def _store_capabilities(self, org_pk: str, stored: dict[str, Any] | None) -> None:
         """Remember this run's probe results for the next run (only when they changed)."""
         probed = self.capabilities.known()
-        found: dict[str, bool | None] = {name: probed.get(name) for name in PROBES}
+        found: dict[str, Any] = {name: probed.get(name) for name in PROBES}
         if found.get("filters") and self.reader.last_path == "compact-diff":
             found["filters"] = None  # the walk proved the filters ignored: probe again next time
+        # Page sizes the server really returned (for `rc-sync plan` and estimates).
+        found["page_size"] = self.client.honoured_page_size.get("list") or (stored or {}).get(
+            "page_size"
+        )
+        found["compact_page_size"] = self.client.honoured_page_size.get("compact") or (
+            stored or {}
+        ).get("compact_page_size")
         known: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
-        previous = {name: (stored or {}).get(name) for name in PROBES}
+        previous = {name: (stored or {}).get(name) for name in found}
         if known == {k: v for k, v in previous.items() if v is not None} and stored:
             return
         if known:
@@ -726,8 +849,38 @@ def _order_pks(org_pk: str, docs: Iterable[Any]) -> Iterator[str]:
             yield clean_text(ref.order_pk)
 
 
+def _as_page(value: Any) -> int | None:
+    """A stored page size, or None when absent or not a positive integer."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _recent_changes(db: sa.Engine, org_pk: str) -> int:
+    """Orders of the org changed in the last 15 minutes on average over the last day (an
+    estimate of what each refresh reads, from the warehouse's own rows)."""
+    from warehouse import models
+
+    orders = models.orders_table
+    since = utc_now() - timedelta(days=1)
+    with db.connect() as conn:
+        changed = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(orders)
+            .where(orders.c.org_pk == org_pk, orders.c.nested_updated_at >= since)
+        ).scalar_one()
+    return math.ceil(int(changed) / 96)
+
+
+def _by_purpose(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    """Requests per purpose between two client stats snapshots (purposes with none left out)."""
+    old, new = before.get("by_kind", {}), after.get("by_kind", {})
+    diff = {k: int(new.get(k, 0)) - int(old.get(k, 0)) for k in new}
+    return {k: v for k, v in sorted(diff.items()) if v}
+
+
 def _add_request_stats(rep: OrgReport, before: dict[str, Any], after: dict[str, Any]) -> None:
     """Attribute the client's request counters since `before` to one org."""
+    for name, count in _by_purpose(before, after).items():
+        rep.requests_by_purpose[name] = rep.requests_by_purpose.get(name, 0) + count
     rep.requests += int(after.get("requests", 0)) - int(before.get("requests", 0))
     rep.retries += int(after.get("retries", 0)) - int(before.get("retries", 0))
     rep.throttled += int(after.get("throttled", 0)) - int(before.get("throttled", 0))

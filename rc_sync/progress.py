@@ -16,7 +16,6 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 
 log = logging.getLogger(__name__)
@@ -40,6 +39,12 @@ class ProgressSink(Protocol):
     def finish_org(self, summary: str) -> None:
         """The current org is done."""
 
+    def waiting(self, seconds: float, reason: str) -> None:
+        """The run waits `seconds` for the API budget (why: `reason`)."""
+
+    def set_pace(self, orders_per_s: float | None) -> None:
+        """The most orders per second the request budget allows (None = no limit), for ETAs."""
+
     def close(self) -> None:
         """Stop drawing."""
 
@@ -59,6 +64,12 @@ class NullProgress:
     def finish_org(self, summary: str) -> None:
         """Ignore."""
 
+    def waiting(self, seconds: float, reason: str) -> None:
+        """Ignore."""
+
+    def set_pace(self, orders_per_s: float | None) -> None:
+        """Ignore."""
+
     def close(self) -> None:
         """Ignore."""
 
@@ -73,6 +84,7 @@ class LogProgress:
         self._total: int | None = None
         self._last = 0.0
         self._started = 0.0
+        self._pace: float | None = None
 
     def start_org(self, org_pk: str, description: str, total: int | None) -> None:
         """Log the start of an org."""
@@ -92,11 +104,20 @@ class LogProgress:
             self._last = now
             rate = self._done / max(now - self._started, 1e-9)
             of = f"/{self._total}" if self._total is not None else ""
-            log.info("org %s: %d%s orders (%.0f/s)", self._org, self._done, of, rate)
+            eta = budget_eta(self._total, self._done, rate, self._pace)
+            shown = f", about {format_duration(eta)} left" if eta is not None else ""
+            log.info("org %s: %d%s orders (%.0f/s)%s", self._org, self._done, of, rate, shown)
 
     def finish_org(self, summary: str) -> None:
         """Log the org's summary."""
         log.info("org %s: %s", self._org, summary)
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        """Nothing: the engine logs long budget waits itself."""
+
+    def set_pace(self, orders_per_s: float | None) -> None:
+        """Remember the budget's pace for the ETA."""
+        self._pace = orders_per_s
 
     def close(self) -> None:
         """Nothing to stop."""
@@ -114,18 +135,21 @@ class RichProgress:
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=self.console,
             transient=False,
         )
         self._task: TaskID | None = None
         self._started = 0.0
+        self._pace: float | None = None
         self._progress.start()
 
     def start_org(self, org_pk: str, description: str, total: int | None) -> None:
         """Add a bar for the org."""
         self._started = time.monotonic()
-        self._task = self._progress.add_task(f"org {org_pk} {description}", total=total, rate="")
+        self._task = self._progress.add_task(
+            f"org {org_pk} {description}", total=total, rate="", eta=""
+        )
 
     def set_total(self, total: int | None) -> None:
         """Set the bar's total."""
@@ -137,9 +161,25 @@ class RichProgress:
         if self._task is None:
             return
         self._progress.advance(self._task, orders)
-        done = self._progress.tasks[-1].completed
+        task = self._progress.tasks[-1]
+        done = task.completed
         rate = done / max(time.monotonic() - self._started, 1e-9)
-        self._progress.update(self._task, rate=f"{rate:,.0f} orders/s")
+        total = int(task.total) if task.total is not None else None
+        eta = budget_eta(total, int(done), rate, self._pace)
+        self._progress.update(
+            self._task,
+            rate=f"{rate:,.0f} orders/s",
+            eta=f"ETA {format_duration(eta)}" if eta is not None else "",
+        )
+
+    def set_pace(self, orders_per_s: float | None) -> None:
+        """Remember the budget's pace for the ETA."""
+        self._pace = orders_per_s
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        """Show the wait in the bar's rate column."""
+        if self._task is not None and seconds >= 1:
+            self._progress.update(self._task, rate=f"waiting for API budget: {seconds:.0f} s")
 
     def finish_org(self, summary: str) -> None:
         """Complete the bar and print the summary line."""
@@ -151,6 +191,30 @@ class RichProgress:
     def close(self) -> None:
         """Stop the live display."""
         self._progress.stop()
+
+
+def budget_eta(total: int | None, done: int, observed: float, pace: float | None) -> float | None:
+    """Seconds left: the remaining orders at the slower of the speed so far and the budget's pace.
+
+    The speed so far alone is wrong under a budget: the first window's burst goes at once, and
+    the run then settles at the budget's pace (orders per page x requests per second).
+    """
+    if total is None or done >= total:
+        return None
+    speeds = [s for s in (observed if done else None, pace) if s]
+    if not speeds:
+        return None
+    return (total - done) / min(speeds)
+
+
+def format_duration(seconds: float) -> str:
+    """1 h 05 min, 12 min, 40 s."""
+    if seconds >= 3600:
+        hours, rest = divmod(int(seconds), 3600)
+        return f"{hours} h {rest // 60:02d} min"
+    if seconds >= 90:
+        return f"{round(seconds / 60)} min"
+    return f"{max(0, round(seconds))} s"
 
 
 def default_progress() -> ProgressSink:

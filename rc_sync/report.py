@@ -36,6 +36,8 @@ class OrgReport:
     days_done: int = 0
     days_skipped: int = 0
     requests: int = 0
+    requests_by_purpose: dict[str, int] = field(default_factory=dict)
+    estimated_requests: int | None = None  # announced before a long read (first page's count)
     retries: int = 0
     throttled: int = 0
     elapsed_s: float = 0.0
@@ -60,8 +62,11 @@ class RunReport:
     run_id: int | None = None
     orgs: list[OrgReport] = field(default_factory=list)
     requests: int = 0
+    requests_by_purpose: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     throttled: int = 0
+    budget: str = "off"  # the rate the run drew from (READYCLOUD_RATE_LIMIT)
+    budget_wait_s: float = 0.0  # time spent waiting for the budget
     elapsed_s: float = 0.0
     error: str | None = None
     # Filled when the engine describes days (SyncEngine(describe_days=True), as Dagster does):

@@ -9,6 +9,7 @@ token or a valid API configuration.
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,8 +28,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rc_common.flags import flag_value
 from rc_common.paths import DEFAULT_BASE_URL
+from rc_extract.budget import DEFAULT_RATE, Rate, RateError, parse_rate
 from rc_sync.errors import ConfigError
 from warehouse.settings import WarehouseSettings
+
+log = logging.getLogger(__name__)
 
 
 def truthy(value: Any) -> bool:
@@ -74,12 +78,20 @@ class Settings(BaseSettings):
     readycloud_orgs: str | None = Field(
         None, validation_alias=_env("readycloud_orgs", "READYCLOUD_ORGS")
     )
-    page_size: int = Field(
-        100, ge=1, le=1000, validation_alias=_env("page_size", "RC_SYNC_PAGE_SIZE")
+    # None = ask for the largest page (1000) and use whatever the server honours.
+    page_size: int | None = Field(
+        None, ge=1, le=1000, validation_alias=_env("page_size", "RC_SYNC_PAGE_SIZE")
     )
     concurrency: int = Field(
         4, ge=1, le=32, validation_alias=_env("concurrency", "RC_SYNC_CONCURRENCY")
     )
+    rate_limit: str = Field(
+        DEFAULT_RATE, validation_alias=_env("rate_limit", "READYCLOUD_RATE_LIMIT")
+    )
+    readycloud_app: str = Field(
+        "default", min_length=1, validation_alias=_env("readycloud_app", "READYCLOUD_APP")
+    )
+    # Deprecated: RC_SYNC_MAX_RPS=R stands for READYCLOUD_RATE_LIMIT=<60R>/min when that is unset.
     max_rps: float | None = Field(None, gt=0, validation_alias=_env("max_rps", "RC_SYNC_MAX_RPS"))
     overlap_s: float = Field(
         600.0, ge=0, validation_alias=_env("overlap_s", "RC_SYNC_OVERLAP_SECONDS")
@@ -113,6 +125,15 @@ class Settings(BaseSettings):
                 "READYCLOUD_BASE_URL must start with https:// (or http:// for a local sandbox)"
             )
         return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        try:
+            parse_rate(value)
+        except RateError as exc:
+            raise ValueError(str(exc)) from None
+        return value.strip()
 
     @property
     def orgs(self) -> list[str] | None:
@@ -158,6 +179,18 @@ class Settings(BaseSettings):
     def warehouse_schema(self) -> str:
         """WAREHOUSE_SCHEMA."""
         return self._warehouse.warehouse_schema
+
+    @property
+    def rate(self) -> Rate | None:
+        """The App's request budget (None = off); RC_SYNC_MAX_RPS only when no rate is given."""
+        if self.max_rps is not None and "rate_limit" not in self.model_fields_set:
+            per_minute = max(1, round(self.max_rps * 60))
+            log.warning(
+                "RC_SYNC_MAX_RPS is deprecated; using READYCLOUD_RATE_LIMIT=%d/min instead",
+                per_minute,
+            )
+            return Rate(per_minute, 60.0)
+        return parse_rate(self.rate_limit)
 
     @property
     def is_sqlite(self) -> bool:

@@ -47,3 +47,13 @@ def print_report(report: RunReport, console: Console, *, as_json: bool = False) 
         f"({report.retries} retries, {report.throttled} throttled), "
         f"{report.total('load_issues_new')} new load issues, {report.elapsed_s:.1f}s"
     )
+    console.print(requests_line(report), highlight=False)
+
+
+def requests_line(report: RunReport) -> str:
+    """Requests by purpose and the budget they came from, e.g. `requests: 12 list, 2 probe`."""
+    parts = ", ".join(f"{n} {name}" for name, n in report.requests_by_purpose.items()) or "none"
+    waited = (
+        f", {report.budget_wait_s:.0f}s waiting for budget" if report.budget_wait_s >= 1 else ""
+    )
+    return f"requests: {parts} (budget {report.budget}{waited})"

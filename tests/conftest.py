@@ -15,6 +15,12 @@ REQUIRE_PG_ENV = "RC_SYNC_REQUIRE_POSTGRES"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
+@pytest.fixture(autouse=True)
+def _unthrottled_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox is not throttled unless a test says so: no 30/min budget by default."""
+    monkeypatch.setenv("READYCLOUD_RATE_LIMIT", os.environ.get("RC_SYNC_TEST_RATE_LIMIT", "off"))
+
+
 @dataclass(frozen=True)
 class WarehouseTarget:
     """Where a test's warehouse lives: a SQLAlchemy URL and the schema (PostgreSQL only)."""

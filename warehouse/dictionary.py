@@ -16,6 +16,7 @@ COUNT = "integer"
 GRAMS = "grams"
 METRES = "metres"
 CURRENCY = "ISO 4217 code"
+EPOCH = "seconds since 1970-01-01 UTC"
 
 
 def money(currency_column: str) -> str:
@@ -241,6 +242,28 @@ TABLES: dict[str, TableDoc] = {
             ("error", "error message when the run failed", TEXT),
             ("host", "host name of the process that ran it", TEXT),
             ("pid", "process id that ran it (to notice runs killed mid-way)", COUNT),
+        ),
+    ),
+    "api_budget": TableDoc(
+        "The shared API request budget: one row per App and host (key), row-locked per grant.",
+        _cols(
+            ("key", "sha256 of the API base URL and READYCLOUD_APP (never the token)", KEY),
+            ("rate", "the rate last configured by a run (READYCLOUD_RATE_LIMIT)", TEXT),
+            ("paused_until", "no request of the App before this moment (after a 429)", EPOCH),
+            ("throttle_level", "consecutive 429s: the pause doubles with each", COUNT),
+            ("throttled_total", "429 responses seen by every process of the App", COUNT),
+            ("refresh_seen_at", "last time refresh work asked for budget", EPOCH),
+            ("updated_at", "when the row last changed", TS),
+        ),
+    ),
+    "api_requests": TableDoc(
+        "Requests granted by the shared budget (the sliding window); kept for two days.",
+        _cols(
+            ("id", "row id", COUNT),
+            ("key", "api_budget.key of the App", KEY),
+            ("sent_at", "when the request was granted", EPOCH),
+            ("purpose", "list, compact, detail, probe, check or retry", TEXT),
+            ("priority", "refresh or bulk (backfill, reconcile, checks, first loads)", TEXT),
         ),
     ),
     "backfill_progress": TableDoc(

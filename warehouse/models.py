@@ -373,6 +373,33 @@ class ItemHistory(_Validity, Base):
     currency: Mapped[str | None]
 
 
+class ApiBudget(Base):
+    """The shared request budget of one App on one host (see warehouse.budget)."""
+
+    __tablename__ = "api_budget"
+
+    key: Mapped[str] = _key()
+    rate: Mapped[str | None]
+    paused_until: Mapped[float | None] = mapped_column(sa.Float(precision=53))
+    throttle_level: Mapped[int] = mapped_column(default=0)
+    throttled_total: Mapped[int] = mapped_column(default=0)
+    refresh_seen_at: Mapped[float | None] = mapped_column(sa.Float(precision=53))
+    updated_at: Mapped[datetime]
+
+
+class ApiRequest(Base):
+    """One request granted by the shared budget (the sliding window's ledger)."""
+
+    __tablename__ = "api_requests"
+    __table_args__ = (sa.Index("ix_api_requests_key_sent_at", "key", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
+    key: Mapped[str]
+    sent_at: Mapped[float] = mapped_column(sa.Float(precision=53))
+    purpose: Mapped[str]
+    priority: Mapped[str]
+
+
 metadata = Base.metadata
 orders_table = cast(sa.Table, Order.__table__)
 boxes_table = cast(sa.Table, Box.__table__)
@@ -385,6 +412,8 @@ backfill_progress_table = cast(sa.Table, BackfillProgress.__table__)
 webhook_events_table = cast(sa.Table, WebhookEvent.__table__)
 webhook_registrations_table = cast(sa.Table, WebhookRegistration.__table__)
 webhook_poll_checks_table = cast(sa.Table, WebhookPollCheck.__table__)
+api_budget_table = cast(sa.Table, ApiBudget.__table__)
+api_requests_table = cast(sa.Table, ApiRequest.__table__)
 
 
 order_history_table = cast(sa.Table, OrderHistory.__table__)

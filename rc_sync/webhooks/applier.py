@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from rc_common.timefmt import api_datetime_or_none
+from rc_extract.budget import priority, purpose
 from rc_extract.client import ReadyCloudClient
 from rc_extract.errors import ReadyCloudError
 from warehouse import state as wh_state
@@ -134,7 +135,9 @@ class WebhookApplier:
             self._client = self._client_factory()
         self.report.detail_requests += 1
         try:
-            return self._client.get_order(org_pk, order_pk)
+            # Webhook freshness is refresh-class work: it keeps the reserved share.
+            with purpose("detail"), priority("refresh"):
+                return self._client.get_order(org_pk, order_pk)
         except ReadyCloudError as exc:
             log.warning("detail GET for a webhook delivery failed (%s); left to the next sync", exc)
             return _UNFETCHED

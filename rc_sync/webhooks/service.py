@@ -14,6 +14,8 @@ from urllib.parse import quote, urlsplit
 from rc_common.timefmt import parse_api_datetime
 from rc_extract import errors as api_errors
 from rc_extract.client import ReadyCloudClient, is_loopback_host
+from rc_extract.settings import MAX_PAGE_SIZE
+from rc_sync.budget import budget_for, budget_key
 from rc_sync.engine import SyncEngine
 from rc_sync.errors import ConfigError
 from rc_sync.settings import Settings
@@ -183,19 +185,25 @@ def remove(
     return removed
 
 
-def _client_factory(settings: Settings) -> Callable[[], ReadyCloudClient] | None:
-    """Builds the API client for detail GETs, or None when no token is configured."""
+def _client_factory(
+    settings: Settings, engine: SyncEngine
+) -> Callable[[], ReadyCloudClient] | None:
+    """Builds the API client for detail GETs, or None when no token is configured.
+
+    Its GETs draw from the App's shared request budget (the engine's warehouse ledger).
+    """
     if settings.readycloud_api_token is None:
         return None
 
     def make() -> ReadyCloudClient:
         s = settings
+        key = budget_key(s.readycloud_base_url, s.readycloud_app)
         return ReadyCloudClient(
             s.readycloud_base_url,
             s.require_token(),
             timeout=s.timeout_s,
-            page_size=s.page_size,
-            max_rps=s.max_rps,
+            page_size=s.page_size or MAX_PAGE_SIZE,
+            budget=budget_for(s.rate, lambda: engine.db, key),
             concurrency=1,
             deadline=s.deadline_s,
         )
@@ -207,7 +215,7 @@ def make_applier(settings: Settings, engine: SyncEngine) -> WebhookApplier:
     """An applier on the engine's warehouse, with the settings' retention."""
     return WebhookApplier(
         engine.db,
-        client_factory=_client_factory(settings),
+        client_factory=_client_factory(settings, engine),
         retention=timedelta(days=settings.webhook_retention_days),
     )
 

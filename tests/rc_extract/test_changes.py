@@ -116,12 +116,12 @@ def test_compact_diff_uses_details_for_few_and_a_walk_for_many(
     client = make_client(server, page_size=4)
     read(ChangeReader(client), WINDOWS["narrow"])  # 2 orders < 37/4 pages: detail fetches
     kinds = client.stats.snapshot()["by_kind"]
-    assert kinds.get("order") == 2 and "orders" not in kinds
+    assert kinds.get("detail") == 2 and "list" not in kinds
     before = client.stats.snapshot()["by_kind"]
     read(ChangeReader(client), WINDOWS["full"])  # everything: one expanded walk, no details
     after = client.stats.snapshot()["by_kind"]
-    assert after.get("order") == before.get("order")
-    assert after["orders"] == 10
+    assert after.get("detail") == before.get("detail")
+    assert after["list"] == 10
 
 
 def test_force_paths(make_client: MakeClient, kit: Any) -> None:
@@ -186,24 +186,26 @@ def test_probe_is_kept_in_the_capabilities_value(make_client: MakeClient, kit: A
     capabilities = Capabilities()
     reader = ChangeReader(client, capabilities=capabilities)
     assert reader.filters_honoured("7") is True
-    probes = client.stats.snapshot()["by_kind"]["count"]
+    probes = client.stats.snapshot()["by_kind"]["probe"]
     assert probes == 2
     probe = server.requests[0].url.params
     assert probe["nested_updated_at__gte"].startswith("2999-") and probe["limit"] == "1"
     read(ChangeReader(client, capabilities=capabilities), WINDOWS["narrow"])
+    ordered = client.stats.snapshot()["by_kind"]["probe"]
+    assert ordered == probes + 2  # the ordering probe (ascending, descending), once
     read(reader, WINDOWS["narrow"])
-    assert client.stats.snapshot()["by_kind"]["count"] == probes
+    assert client.stats.snapshot()["by_kind"]["probe"] == ordered
     assert capabilities.known()["filters"] is True
     other = make_client(server)  # a reader without the value probes again
     assert ChangeReader(other).filters_honoured("7") is True
-    assert other.stats.snapshot()["by_kind"]["count"] == 2
+    assert other.stats.snapshot()["by_kind"]["probe"] == 2
 
 
 def test_probe_detects_ignored_filters(make_client: MakeClient, kit: Any) -> None:
     server = kit.Fake.with_orders(N, step=STEP, honour_filters=False)
     client = make_client(server)
     assert ChangeReader(client).filters_honoured("7") is False
-    assert client.stats.snapshot()["by_kind"]["count"] == 1
+    assert client.stats.snapshot()["by_kind"]["probe"] == 1
 
 
 def test_empty_org_is_inconclusive_and_not_cached(make_client: MakeClient, kit: Any) -> None:
@@ -276,7 +278,7 @@ def test_an_order_leaving_mid_walk_is_repaired(
     client = make_client(server, page_size=4, concurrency=concurrency)
     batches = read(ChangeReader(client), window)
     assert_contract(batches, window, expected)
-    assert client.stats.snapshot()["by_kind"].get("order", 0) >= 1  # the skipped one, by detail
+    assert client.stats.snapshot()["by_kind"].get("detail", 0) >= 1  # the skipped one, by detail
     # once counts disagree no further mid-walk checkpoint is claimed
     assert batches[0].checkpoint == T0 + 4 * STEP
 

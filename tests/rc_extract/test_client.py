@@ -327,8 +327,27 @@ def test_stats_snapshot_is_a_plain_dict(make_client: MakeClient, kit: Any) -> No
     client.get_order("7", "1")
     snap: dict[str, Any] = client.stats.snapshot()
     assert snap["requests"] == 4
-    assert snap["by_kind"] == {"orders": 3, "order": 1}
+    assert snap["by_kind"] == {"list": 3, "detail": 1}
     assert snap["retries"] == snap["throttled"] == snap["server_errors"] == 0
     assert snap["bytes_received"] > 0
     snap["requests"] = 0
     assert client.stats.requests == 4
+
+
+def test_a_server_refusing_large_pages_gets_the_default_size(
+    make_client: Callable[..., ReadyCloudClient],
+) -> None:
+    """Automatic page size asks for 1000; a 400 for that falls back to 100 for good."""
+    limits: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        limits.append(request.url.params["limit"])
+        if int(request.url.params["limit"]) > 100:
+            return httpx.Response(400, json={"limit": ["Ensure this value is <= 100."]})
+        return httpx.Response(200, json={"count": 0, "next": None, "results": []})
+
+    client = make_client(handler, page_size=1000)
+    assert client.list_orgs() == []
+    assert client.list_orgs() == []
+    assert limits == ["1000", "100", "100"]
+    assert client.page_size == 100

@@ -76,6 +76,7 @@ class Harness:
             "overlap_s": 600.0,
             "batch_orders": 50,
             "lock_timeout_s": 5.0,
+            "rate_limit": "off",
         }
         values.update(overrides)
         return load_settings(**values)
@@ -100,7 +101,6 @@ class Harness:
             page_size=s.page_size,
             concurrency=s.concurrency,
             deadline=s.deadline_s,
-            max_rps=s.max_rps,
             sleep=ft.sleep,
             clock=ft.clock,
         )
@@ -120,6 +120,7 @@ class Harness:
                 "READYCLOUD_API_TOKEN": TOKEN,
                 "WAREHOUSE_URL": target.url,
                 "WAREHOUSE_SCHEMA": target.schema,
+                "READYCLOUD_RATE_LIMIT": "off",
                 "RC_SYNC_PAGE_SIZE": "25",
                 "RC_SYNC_BATCH_ORDERS": "50",
                 "RC_SYNC_CONCURRENCY": "2",

@@ -154,6 +154,7 @@ def make_settings(server: Any, target: Any, **more: Any) -> Any:
         warehouse_schema=target.schema,
         page_size=more.pop("page_size", 25),
         batch_orders=more.pop("batch_orders", 60),
+        rate_limit=more.pop("rate_limit", "off"),
         **more,
     )
 
@@ -171,6 +172,7 @@ def cli_env(server: Any, target: Any, **extra: str) -> dict[str, str]:
     env["WAREHOUSE_URL"] = target.url
     env["WAREHOUSE_SCHEMA"] = target.schema
     env["RC_SYNC_PAGE_SIZE"] = "50"
+    env["READYCLOUD_RATE_LIMIT"] = "off"  # tests that throttle say so
     env.update(extra)
     return env
 
