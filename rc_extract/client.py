@@ -718,8 +718,12 @@ class ReadyCloudClient:
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
         if status == 429 and self.budget is not None:
-            pause = self.budget.throttled(retry_after)
-            logger.info("HTTP 429 from the API: pausing every request of this App for %.0fs", pause)
+            # The whole App pauses (every process sees it in the budget); this request waits
+            # the pause as its retry wait, which counts against its deadline.
+            retry_after = self.budget.throttled(retry_after)
+            logger.info(
+                "HTTP 429 from the API: pausing every request of this App for %.0fs", retry_after
+            )
         raise status_error(status, path, detail, request_id, retry_after=retry_after)
 
     def _before_sleep(

@@ -220,12 +220,13 @@ def retry_transport_errors(failed: FailedAttempt) -> RetryOption | None:
 
 
 def wait_in_budget(max_attempts: int) -> RetryDecision:
-    """429 with a shared request budget: retry at once — the budget has paused the App, so
-    the next attempt waits there (outside the deadline) — until `max_attempts` in a row."""
+    """429 with a shared request budget: retry after the App-wide pause the budget set (the
+    client puts it in `retry_after`; it counts against the deadline), at most `max_attempts`."""
 
     def budget_throttle(failed: FailedAttempt) -> RetryOption | None:
-        if isinstance(failed.exc, RateLimitError):
-            return RetryOption(failed.attempt < max_attempts, 0.0)
+        exc = failed.exc
+        if isinstance(exc, RateLimitError):
+            return RetryOption(failed.attempt < max_attempts, exc.retry_after)
         return None
 
     return budget_throttle

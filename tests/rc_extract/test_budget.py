@@ -163,7 +163,18 @@ def test_purpose_and_retry_are_counted(make_client: MakeClient, clock: Any) -> N
     assert client.stats.snapshot()["by_kind"] == {"check": 1, "retry": 1}
 
 
-def test_a_429_pauses_the_app_and_the_wait_is_not_charged_to_the_deadline(
+def test_waiting_for_another_process_pause_is_not_charged_to_the_deadline(
+    make_client: MakeClient, clock: Any
+) -> None:
+    budget = LocalBudget(None, clock=clock, sleep=clock.sleep, rand=lambda: 0.0)
+    budget.throttled(60.0)  # another request of the App got a 429 asking for 60 s
+    client = make_client(_empty, budget=budget, deadline=20.0)
+    with priority("refresh"):
+        assert client.list_orgs() == []  # waited 60 s for the budget, deadline 20 s: fine
+    assert clock.now - 1000.0 == pytest.approx(60.0, abs=0.5)
+
+
+def test_own_429s_pause_the_app_and_count_against_the_deadline(
     make_client: MakeClient, clock: Any
 ) -> None:
     calls = 0
@@ -171,20 +182,22 @@ def test_a_429_pauses_the_app_and_the_wait_is_not_charged_to_the_deadline(
     def handler(request: httpx.Request) -> httpx.Response:
         nonlocal calls
         calls += 1
-        if calls <= 6:  # 1+2+4+8+16+32 = 63 s of pauses, longer than the 20 s deadline
+        if calls <= 3:  # pauses of 1, 2, 4 s: within the 20 s deadline
             return httpx.Response(429, json={"detail": "Request was throttled."})
         return _empty(request)
 
     budget = LocalBudget(None, clock=clock, sleep=clock.sleep, rand=lambda: 0.0)
     client = make_client(handler, budget=budget, deadline=20.0)
-    with priority("refresh"):
-        assert client.list_orgs() == []
-    assert calls == 7
-    assert clock.now - 1000.0 == pytest.approx(63.0, abs=0.5)
+    assert client.list_orgs() == []
+    assert calls == 4
+    assert clock.now - 1000.0 == pytest.approx(7.0, abs=0.5)
+    endless = make_client(lambda r: httpx.Response(429), budget=budget, deadline=20.0)
+    with pytest.raises(RateLimitError, match="deadline"):
+        endless.list_orgs()  # 8, 16 s... would pass the deadline: gives up
 
 
 def test_a_request_throttled_without_end_gives_up(make_client: MakeClient, clock: Any) -> None:
     budget = LocalBudget(None, clock=clock, sleep=clock.sleep, rand=lambda: 0.0)
-    client = make_client(lambda r: httpx.Response(429), budget=budget)
+    client = make_client(lambda r: httpx.Response(429), budget=budget, deadline=1e9)
     with pytest.raises(RateLimitError, match="READYCLOUD_RATE_LIMIT"):
         client.list_orgs()
