@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from support import assert_warehouse_matches, cli_env, run_cli
+from support.expected import expected_rows
 
 from rc_sandbox import SandboxConfig, SandboxServer
 
@@ -65,7 +66,7 @@ def test_matching_client_is_never_throttled(
     assert stats["requests"] > 40  # enough to cross the limit twice over
     assert stats["throttled"] <= 1
     assert "budget 20/4s" in result.stdout and "list" in result.stdout
-    assert_warehouse_matches(target, throttled.store.expected_rows())
+    assert_warehouse_matches(target, expected_rows(throttled.store))
 
 
 def test_sync_and_reconcile_processes_share_the_budget(
@@ -88,7 +89,7 @@ def test_sync_and_reconcile_processes_share_the_budget(
     stats = throttled.stats.snapshot()
     assert stats["requests"] > 60
     assert stats["throttled"] <= 3, stats
-    assert_warehouse_matches(target, store.expected_rows())
+    assert_warehouse_matches(target, expected_rows(store))
 
 
 @pytest.mark.parametrize("retry_after", [True, False], ids=["retry-after", "no-retry-after"])
@@ -100,7 +101,7 @@ def test_client_configured_too_high_still_finishes(
     result = run_cli(["sync"], env, tmp_path, timeout=240)
     assert result.returncode == 0, result.stderr
     assert throttled.stats.snapshot()["throttled"] >= 1  # it did hit the real limit
-    assert_warehouse_matches(sqlite_target, throttled.store.expected_rows())
+    assert_warehouse_matches(sqlite_target, expected_rows(throttled.store))
 
 
 def test_a_refresh_gets_its_share_next_to_a_backfill(
@@ -128,7 +129,7 @@ def test_a_refresh_gets_its_share_next_to_a_backfill(
     assert refresh_s < 15, refresh_s
     _finish(backfill, "backfill")
     assert throttled.stats.snapshot()["throttled"] <= 3
-    assert_warehouse_matches(target, store.expected_rows())
+    assert_warehouse_matches(target, expected_rows(store))
 
 
 def test_status_and_plan_show_the_budget(
