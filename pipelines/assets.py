@@ -10,6 +10,7 @@ from pipelines import metadata
 from pipelines.partitions import daily_partitions, key_to_day, start_key, today_key
 from pipelines.resources import RcSyncResource
 from rc_sync.catalog import DATA_TABLES, VIEW_NAMES
+from pipelines.resume import resume_key
 from rc_sync.report import RunReport
 
 GROUP = "readycloud"
@@ -67,11 +68,8 @@ def run_mode(context: AssetExecutionContext) -> str:
 
 
 def backfill_key(context: AssetExecutionContext) -> str:
-    """The resume key of a partition run: its backfill id, else its root run id."""
-    backfill_id = context.run.tags.get("dagster/backfill")
-    if backfill_id:
-        return f"dagster-backfill:{backfill_id}"
-    return f"dagster-run:{context.run.root_run_id or context.run.run_id}"
+    """The resume key of a partition run, shared by its re-executions and retries."""
+    return resume_key(context.run, context.instance)
 
 
 @dg.multi_asset(
