@@ -6,6 +6,7 @@ import dagster as dg
 
 from pipelines.assets import readycloud_sync, readycloud_views
 from pipelines.checks import readycloud_integrity_checks, row_count_matches_api
+from pipelines.executors import executor_from_settings
 from pipelines.rebuild import readycloud_rebuild
 from pipelines.resources import RcSyncResource
 from pipelines.schedules import (
@@ -15,7 +16,7 @@ from pipelines.schedules import (
     readycloud_refresh_job,
 )
 from pipelines.webhooks import readycloud_webhook_events, webhooks_healthy
-from rc_sync.settings import SandboxSettings, env_is_set, load_part
+from rc_sync.settings import DagsterSettings, SandboxSettings, env_is_set, load_part
 
 TOKEN_ENV = "READYCLOUD_API_TOKEN"  # noqa: S105 (a variable name, not a secret)
 BASE_URL_ENV = "READYCLOUD_BASE_URL"
@@ -41,4 +42,6 @@ defs = dg.Definitions(
     schedules=[readycloud_refresh, readycloud_reconcile_daily],
     sensors=[readycloud_webhook_events],
     resources={"rc_sync": build_resource()},
+    # RC_SYNC_DAGSTER_EXECUTOR (default: Dagster's own); `celery` for distributed steps.
+    executor=executor_from_settings(load_part(DagsterSettings)),
 )

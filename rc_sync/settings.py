@@ -13,7 +13,7 @@ import logging
 import os
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -251,6 +251,25 @@ class DagsterSettings(BaseSettings):
         gt=0,
         validation_alias=_env("freshness_limit_minutes", "RC_SYNC_FRESHNESS_LIMIT_MINUTES"),
     )
+
+    # Distributed runs (docs/dagster/README.md): which executor the code location's jobs use,
+    # and for Celery the broker and result backend (the same URLs the workers are started with).
+    executor: Literal["default", "multiprocess", "in_process", "celery"] = Field(
+        "default", validation_alias=_env("executor", "RC_SYNC_DAGSTER_EXECUTOR")
+    )
+    celery_broker_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"),
+        validation_alias=_env("celery_broker_url", "RC_SYNC_CELERY_BROKER_URL"),
+        repr=False,
+    )
+    celery_backend_url: SecretStr | None = Field(
+        None, validation_alias=_env("celery_backend_url", "RC_SYNC_CELERY_BACKEND_URL"), repr=False
+    )
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _executor_name(cls, value: Any) -> Any:
+        return str(value).strip().lower().replace("-", "_") if value is not None else value
 
     @property
     def freshness_limit(self) -> timedelta:

@@ -1,0 +1,146 @@
+"""Scale-out, proven: the code location on Dagster's Celery executor with a PostgreSQL instance.
+
+Each test starts its own webserver, daemon and Celery worker(s) -- each in its own process
+group, stopped by the group's id -- on a Dagster instance built from docs/dagster/dagster.yaml
+(in a fresh PostgreSQL database), workers configured by docs/dagster/celery-worker.yaml, a Redis
+database index of its own as the broker, a sandbox with latency as ReadyCloud and a PostgreSQL
+schema as the warehouse. Mandatory in CI; skipped with the reason elsewhere when no Redis
+answers. Wall and recovery times are printed (`-s`), not asserted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipelines_support import assert_matches_sandbox, busiest_days, sandbox_config, window
+from scaleout_support import (
+    Cluster,
+    celery_workers_by_step,
+    cluster_env,
+    dagster_database,
+    days_recorded,
+    engine_runs,
+    migrate_warehouse,
+    new_cluster,
+    pool_in_use,
+    redis_database,
+    resume_keys,
+    steps_started,
+    worker_hostname,
+    worker_yaml,
+)
+
+pytestmark = [pytest.mark.scaleout, pytest.mark.postgres]
+
+TERMINAL_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+
+@pytest.fixture
+def broker_url() -> Iterator[str]:
+    """A Redis database index of this test's own (the Celery broker and result backend)."""
+    with redis_database() as url:
+        yield url
+
+
+@pytest.fixture
+def dagster_pg_url(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh PostgreSQL database for the Dagster instance (also readable by the test)."""
+    with dagster_database(pg_admin_url) as url:
+        monkeypatch.setenv("DAGSTER_PG_URL", url)
+        yield url
+
+
+@pytest.fixture
+def slow_sandbox() -> Iterator[Any]:
+    """This test's own sandbox: 600 orders in 2 orgs, 40 ms per request (knobs may change)."""
+    from rc_sandbox import SandboxServer
+
+    with SandboxServer(sandbox_config(latency_ms=40)) as server:
+        yield server
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path, dagster_pg_url: str, broker_url: str, slow_sandbox: Any, pg_target: Any
+) -> Iterator[Cluster]:
+    """The instance, a migrated warehouse and the environment; processes are started by tests."""
+    env = cluster_env(
+        tmp_path / "dagster_home",
+        dagster_pg_url=dagster_pg_url,
+        broker_url=broker_url,
+        sandbox=slow_sandbox,
+        target=pg_target,
+    )
+    migrate_warehouse(env)
+    cluster = new_cluster(tmp_path / "dagster_home", env)
+    try:
+        yield cluster
+    finally:
+        problems = cluster.stop_all()
+    assert not problems, f"{problems}\n{cluster.tails()}"
+
+
+def _days(sandbox: Any, n: int) -> list[date]:
+    """`n` consecutive days starting a few days before the sandbox's busiest day."""
+    (busiest,) = busiest_days(sandbox)
+    first = busiest - timedelta(days=min(3, n - 1))
+    return [first + timedelta(days=i) for i in range(n)]
+
+
+def _start(cluster: Cluster, worker: str, *, acks_late: bool, visibility_timeout: int) -> None:
+    cluster.start_webserver()
+    cluster.start_daemon()
+    cluster.start_worker(
+        worker, worker_yaml(acks_late=acks_late, visibility_timeout=visibility_timeout)
+    )
+    cluster.wait_loaded()
+
+
+def _wait_backfill(cluster: Cluster, instance: Any, backfill_id: str, timeout: float) -> str:
+    def done() -> str | None:
+        backfill = instance.get_backfill(backfill_id)
+        status = backfill.status.value if backfill else None
+        return status if status in TERMINAL_BACKFILL else None
+
+    return str(cluster.wait_for(f"backfill {backfill_id}", done, timeout))
+
+
+def _assert_pool_free(cluster: Cluster, instance: Any) -> None:
+    cluster.wait_for("the readycloud_api pool to be free", lambda: pool_in_use(instance) == (0, 0), 60)
+
+
+def test_backfill_on_celery_workers(
+    cluster: Cluster, slow_sandbox: Any, pg_target: Any
+) -> None:
+    """A 14-day UI backfill: one successful run, every step on the worker, warehouse = sandbox."""
+    worker = "rc-sync-happy"
+    _start(cluster, worker, acks_late=True, visibility_timeout=600)
+    days = _days(slow_sandbox, 14)
+    started = time.monotonic()
+    backfill_id = cluster.launch_backfill(days)
+    instance = cluster.instance()
+    status = _wait_backfill(cluster, instance, backfill_id, 240)
+    elapsed = time.monotonic() - started
+
+    runs = cluster.backfill_runs(instance, backfill_id)
+    assert status in {"COMPLETED", "COMPLETED_SUCCESS"}, (status, runs, cluster.tails())
+    assert [r.status.value for r in runs] == ["SUCCESS"], cluster.tails()  # single_run policy
+    run_id = runs[0].run_id
+    steps = steps_started(instance, run_id)
+    workers = celery_workers_by_step(instance, run_id)
+    assert steps, "the run started no step"
+    assert {s: workers.get(s) for s in steps} == {s: [worker_hostname(worker)] for s in steps}
+    _assert_pool_free(cluster, instance)
+
+    since, until = window(days[0], days[-1])
+    assert_matches_sandbox(pg_target, slow_sandbox.store.expected_rows(since=since, until=until))
+    record = instance.get_run_record_by_id(run_id)
+    print(
+        f"\n[scaleout] celery executor, {len(days)}-day backfill: run "
+        f"{record.end_time - record.start_time:.1f}s, backfill launch->completed {elapsed:.1f}s"
+    )
