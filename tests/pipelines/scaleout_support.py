@@ -182,15 +182,17 @@ class Group:
             os.killpg(self.pgid, signal.SIGKILL)
         self._wait_gone(10.0)
 
+    def terminate(self) -> None:
+        """SIGTERM the whole group (a shutdown: Celery finishes its task, Dagster cleans up)."""
+        with suppress(ProcessLookupError):
+            os.killpg(self.pgid, signal.SIGTERM)
+
     def stop(self, grace: float = 60.0) -> bool:
         """SIGTERM the group, SIGKILL what is left after `grace`; True if SIGTERM sufficed."""
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(self.pgid, sig)
-            except ProcessLookupError:
-                return sig == signal.SIGTERM
-            if self._wait_gone(wait):
-                return sig == signal.SIGTERM
+        self.terminate()
+        if self._wait_gone(grace):
+            return True
+        self.kill()
         return False
 
     def _wait_gone(self, seconds: float) -> bool:
@@ -258,12 +260,14 @@ class Cluster:
         group.kill()
         self.stopped.append(group)
 
-    def stop_all(self) -> list[str]:
-        """Stop every group; the names of groups that needed SIGKILL or left processes behind."""
+    def stop_all(self, grace: float = 60.0) -> list[str]:
+        """Stop every group (SIGTERM to all, then SIGKILL after `grace`): what went wrong."""
         problems = []
+        for group in self.groups.values():
+            group.terminate()
         for name, group in list(self.groups.items()):
-            if not group.stop():
-                problems.append(f"{name} did not stop on SIGTERM")
+            if not group.stop(grace):
+                problems.append(f"{name} did not stop on SIGTERM within {grace:.0f}s")
             self.stopped.append(self.groups.pop(name))
         problems += [f"{g.name} left {g.members()}" for g in self.stopped if g.members()]
         return problems

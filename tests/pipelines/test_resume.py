@@ -70,7 +70,9 @@ def test_automatic_retry_keeps_the_key_with_or_without_backfill_tags(
     root = _run(instance, dagster__backfill="bf1")
     with_tags = _child(instance, root, dagster__backfill="bf1", dagster__retry_number="1")
     without = _child(instance, root, dagster__retry_number="1")
-    assert resume_key(with_tags, instance) == resume_key(without, instance) == "dagster-backfill:bf1"
+    assert (
+        resume_key(with_tags, instance) == resume_key(without, instance) == "dagster-backfill:bf1"
+    )
 
 
 def test_reexecuted_backfill_resumes_its_origin(instance: dg.DagsterInstance) -> None:

@@ -111,12 +111,12 @@ def _wait_backfill(cluster: Cluster, instance: Any, backfill_id: str, timeout: f
 
 
 def _assert_pool_free(cluster: Cluster, instance: Any) -> None:
-    cluster.wait_for("the readycloud_api pool to be free", lambda: pool_in_use(instance) == (0, 0), 60)
+    cluster.wait_for(
+        "the readycloud_api pool to be free", lambda: pool_in_use(instance) == (0, 0), 60
+    )
 
 
-def test_backfill_on_celery_workers(
-    cluster: Cluster, slow_sandbox: Any, pg_target: Any
-) -> None:
+def test_backfill_on_celery_workers(cluster: Cluster, slow_sandbox: Any, pg_target: Any) -> None:
     """A 14-day UI backfill: one successful run, every step on the worker, warehouse = sandbox."""
     worker = "rc-sync-happy"
     _start(cluster, worker, acks_late=True, visibility_timeout=600)
@@ -144,3 +144,92 @@ def test_backfill_on_celery_workers(
         f"\n[scaleout] celery executor, {len(days)}-day backfill: run "
         f"{record.end_time - record.start_time:.1f}s, backfill launch->completed {elapsed:.1f}s"
     )
+
+
+@pytest.mark.parametrize("safety_net", ["acks_late", "max_runtime"])
+def test_killed_worker_is_recovered(
+    cluster: Cluster, slow_sandbox: Any, pg_target: Any, safety_net: str
+) -> None:
+    """SIGKILL the whole worker mid-backfill and restart it: the backfill completes, resumed.
+
+    acks_late: the worker acknowledges a step's task when it ends, so the broker hands the
+    unacknowledged task to the new worker (after Redis's visibility timeout) and the step runs
+    again in the same run. max_runtime: Celery's default (ack on receipt) loses the task; run
+    monitoring fails the run after its `dagster/max_runtime`, frees its pool slot, and the
+    instance's run retry resumes it.
+    """
+    acks_late = safety_net == "acks_late"
+    slow_sandbox.config.update(latency_ms=100)
+    visibility = 60  # longer than the sync step takes here, shorter than the test
+    _start(cluster, "rc-sync-doomed", acks_late=acks_late, visibility_timeout=visibility)
+    days = _days(slow_sandbox, 60)
+    tags = {} if acks_late else {"dagster/max_runtime": "90"}
+    backfill_id = cluster.launch_backfill(days, tags)
+    instance = cluster.instance()
+
+    done_before = cluster.wait_for(
+        "the worker to finish some days", lambda: days_recorded(pg_target) >= 10, 240, 0.2
+    )
+    cluster.kill("rc-sync-doomed")
+    killed = time.monotonic()
+    done_at_kill = days_recorded(pg_target)
+    assert done_at_kill < 2 * len(days), "the step finished before the kill: make it longer"
+    cluster.start_worker(
+        "rc-sync-spare", worker_yaml(acks_late=acks_late, visibility_timeout=visibility)
+    )
+    status = _wait_backfill(cluster, instance, backfill_id, 300)
+    recovered = time.monotonic() - killed
+
+    runs = cluster.backfill_runs(instance, backfill_id)
+    assert status in {"COMPLETED", "COMPLETED_SUCCESS"}, (status, runs, cluster.tails())
+    sync_workers = celery_workers_by_step(instance, runs[-1].run_id)["readycloud_sync"]
+    if acks_late:  # the same run, its step redelivered to the new worker
+        assert [r.status.value for r in runs] == ["SUCCESS"], cluster.tails()
+        assert sync_workers == [worker_hostname("rc-sync-doomed"), worker_hostname("rc-sync-spare")]
+    else:  # the run failed at its maximum runtime; its automatic retry finished the work
+        assert [r.status.value for r in runs] == ["FAILURE", "SUCCESS"], cluster.tails()
+        assert runs[-1].tags.get("dagster/parent_run_id") == runs[0].run_id
+        assert sync_workers == [worker_hostname("rc-sync-spare")]
+
+    last = [r for r in engine_runs(pg_target) if r["kind"] == "backfill"][-1]
+    assert last["status"] == "success", engine_runs(pg_target)
+    assert last["days_resumed"] >= done_at_kill > 0, (last, done_at_kill, done_before)
+    assert last["days_resumed"] + last["days_done"] == 2 * len(days)  # 2 orgs
+    assert resume_keys(pg_target) == {f"dagster-backfill:{backfill_id}"}
+    _assert_pool_free(cluster, instance)
+    since, until = window(days[0], days[-1])
+    assert_matches_sandbox(pg_target, slow_sandbox.store.expected_rows(since=since, until=until))
+    print(
+        f"\n[scaleout] {safety_net}: worker killed after {done_at_kill} of {2 * len(days)} "
+        f"org-days; backfill completed {recovered:.1f}s after the kill "
+        f"({last['days_resumed']} resumed, {last['days_done']} re-read)"
+    )
+
+
+def test_reexecution_from_failure_resumes(
+    cluster: Cluster, slow_sandbox: Any, pg_target: Any
+) -> None:
+    """A backfill run that failed half-way, re-executed from failure in the UI, resumes."""
+    slow_sandbox.config.update(fail_auth_after=20)  # the token "expires" after 20 requests
+    _start(cluster, "rc-sync-reexec", acks_late=True, visibility_timeout=600)
+    days = _days(slow_sandbox, 30)
+    backfill_id = cluster.launch_backfill(days)
+    instance = cluster.instance()
+    _wait_backfill(cluster, instance, backfill_id, 240)
+    (failed,) = cluster.backfill_runs(instance, backfill_id)
+    assert failed.status.value == "FAILURE", cluster.tails()
+    done_before = days_recorded(pg_target)
+    assert 0 < done_before < 2 * len(days)
+
+    slow_sandbox.config.update(fail_auth_after=None)  # the operator fixed the token
+    run_id = cluster.reexecute_from_failure(failed.run_id)
+    record = cluster.wait_run(instance, run_id, 240)
+    assert record.dagster_run.status.value == "SUCCESS", cluster.tails()
+    # Dagster does not copy the backfill id to a re-execution: the key comes from the lineage.
+    assert "dagster/backfill" not in record.dagster_run.tags
+    last = [r for r in engine_runs(pg_target) if r["kind"] == "backfill"][-1]
+    assert last["status"] == "success"
+    assert last["days_resumed"] == done_before, (last, done_before)
+    assert resume_keys(pg_target) == {f"dagster-backfill:{backfill_id}"}
+    since, until = window(days[0], days[-1])
+    assert_matches_sandbox(pg_target, slow_sandbox.store.expected_rows(since=since, until=until))
