@@ -10,6 +10,7 @@ answers. Wall and recovery times are printed (`-s`), not asserted.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -57,10 +58,15 @@ def dagster_pg_url(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 @pytest.fixture
 def slow_sandbox() -> Iterator[Any]:
-    """This test's own sandbox: 600 orders in 2 orgs, 40 ms per request (knobs may change)."""
+    """This test's own sandbox: 600 orders in 2 orgs, 40 ms per request (knobs may change).
+
+    A seed of its own gives org pks of its own: rc-sync's PostgreSQL advisory locks are keyed
+    by org, so tests sharing a server with the default seed would wait on each other's locks.
+    """
     from rc_sandbox import SandboxServer
 
-    with SandboxServer(sandbox_config(latency_ms=40)) as server:
+    seed = random.randrange(1_000, 1_000_000)
+    with SandboxServer(sandbox_config(latency_ms=40, seed=seed)) as server:
         yield server
 
 
@@ -117,10 +123,10 @@ def _assert_pool_free(cluster: Cluster, instance: Any) -> None:
 
 
 def test_backfill_on_celery_workers(cluster: Cluster, slow_sandbox: Any, pg_target: Any) -> None:
-    """A 14-day UI backfill: one successful run, every step on the worker, warehouse = sandbox."""
+    """A 10-day UI backfill: one successful run, every step on the worker, warehouse = sandbox."""
     worker = "rc-sync-happy"
     _start(cluster, worker, acks_late=True, visibility_timeout=600)
-    days = _days(slow_sandbox, 14)
+    days = _days(slow_sandbox, 10)
     started = time.monotonic()
     backfill_id = cluster.launch_backfill(days)
     instance = cluster.instance()
@@ -160,10 +166,10 @@ def test_killed_worker_is_recovered(
     """
     acks_late = safety_net == "acks_late"
     slow_sandbox.config.update(latency_ms=100)
-    visibility = 60  # longer than the sync step takes here, shorter than the test
+    visibility = 45  # longer than the sync step takes here, shorter than the test
     _start(cluster, "rc-sync-doomed", acks_late=acks_late, visibility_timeout=visibility)
     days = _days(slow_sandbox, 60)
-    tags = {} if acks_late else {"dagster/max_runtime": "90"}
+    tags = {} if acks_late else {"dagster/max_runtime": "45"}
     backfill_id = cluster.launch_backfill(days, tags)
     instance = cluster.instance()
 
@@ -172,6 +178,7 @@ def test_killed_worker_is_recovered(
     )
     cluster.kill("rc-sync-doomed")
     killed = time.monotonic()
+    slow_sandbox.config.update(latency_ms=0)  # latency only made the kill land mid-step
     done_at_kill = days_recorded(pg_target)
     assert done_at_kill < 2 * len(days), "the step finished before the kill: make it longer"
     cluster.start_worker(
@@ -187,8 +194,11 @@ def test_killed_worker_is_recovered(
         assert [r.status.value for r in runs] == ["SUCCESS"], cluster.tails()
         assert sync_workers == [worker_hostname("rc-sync-doomed"), worker_hostname("rc-sync-spare")]
     else:  # the run failed at its maximum runtime; its automatic retry finished the work
-        assert [r.status.value for r in runs] == ["FAILURE", "SUCCESS"], cluster.tails()
-        assert runs[-1].tags.get("dagster/parent_run_id") == runs[0].run_id
+        # (a retry slowed down past its own maximum runtime fails and is retried again)
+        statuses = [r.status.value for r in runs]
+        assert len(runs) >= 2 and set(statuses[:-1]) == {"FAILURE"}, cluster.tails()
+        assert statuses[-1] == "SUCCESS", cluster.tails()
+        assert runs[-1].tags.get("dagster/root_run_id") == runs[0].run_id
         assert sync_workers == [worker_hostname("rc-sync-spare")]
 
     last = [r for r in engine_runs(pg_target) if r["kind"] == "backfill"][-1]
