@@ -13,15 +13,13 @@ import dagster as dg
 
 from rc_sync.settings import DagsterSettings
 
-CELERY_QUEUE = "dagster"  # dagster-celery routes every step task to this queue
-
 
 def celery_executor_config(settings: DagsterSettings) -> dict[str, Any]:
     """The `celery_executor` config: the broker and result backend of RC_SYNC_CELERY_*."""
     broker = settings.celery_broker_url.get_secret_value()
     backend = settings.celery_backend_url.get_secret_value() if settings.celery_backend_url else ""
-    # The result backend defaults to the broker (Redis); dagster-celery's own default, rpc://,
-    # loses a step's result when the run worker reconnects.
+    # The result backend defaults to the broker (Redis), as in docs/dagster/celery-worker.yaml:
+    # the run worker and the Celery workers must agree on both URLs.
     return {"broker": broker, "backend": backend or broker}
 
 

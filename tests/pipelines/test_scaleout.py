@@ -10,6 +10,7 @@ answers. Wall and recovery times are printed (`-s`), not asserted.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -122,11 +123,28 @@ def _assert_pool_free(cluster: Cluster, instance: Any) -> None:
     )
 
 
-def test_backfill_on_celery_workers(cluster: Cluster, slow_sandbox: Any, pg_target: Any) -> None:
-    """A 10-day UI backfill: one successful run, every step on the worker, warehouse = sandbox."""
+@pytest.mark.parametrize(
+    "executor",
+    # `default` is the same backfill on Dagster's default executor, for the wall-time
+    # comparison in the README (not run by default: -m slow).
+    ["celery", pytest.param("default", marks=pytest.mark.slow)],
+)
+def test_backfill_on_celery_workers(
+    cluster: Cluster, slow_sandbox: Any, pg_target: Any, executor: str, request: Any
+) -> None:
+    """A 30-day UI backfill: one successful run, every step on the worker, warehouse = sandbox."""
+    slow_asked = "slow" in (request.config.getoption("markexpr") or "")
+    if executor != "celery" and not (slow_asked or os.environ.get("RC_SYNC_SLOW_TESTS") == "1"):
+        pytest.skip("comparison run: -m slow or RC_SYNC_SLOW_TESTS=1")
     worker = "rc-sync-happy"
-    _start(cluster, worker, acks_late=True, visibility_timeout=600)
-    days = _days(slow_sandbox, 10)
+    if executor == "celery":
+        _start(cluster, worker, acks_late=True, visibility_timeout=600)
+    else:
+        cluster.env["RC_SYNC_DAGSTER_EXECUTOR"] = executor
+        cluster.start_webserver()
+        cluster.start_daemon()
+        cluster.wait_loaded()
+    days = _days(slow_sandbox, 30)
     started = time.monotonic()
     backfill_id = cluster.launch_backfill(days)
     instance = cluster.instance()
@@ -140,14 +158,18 @@ def test_backfill_on_celery_workers(cluster: Cluster, slow_sandbox: Any, pg_targ
     steps = steps_started(instance, run_id)
     workers = celery_workers_by_step(instance, run_id)
     assert steps, "the run started no step"
-    assert {s: workers.get(s) for s in steps} == {s: [worker_hostname(worker)] for s in steps}
+    if executor == "celery":
+        assert {s: workers.get(s) for s in steps} == {s: [worker_hostname(worker)] for s in steps}
+    else:
+        assert workers == {}
     _assert_pool_free(cluster, instance)
 
     since, until = window(days[0], days[-1])
     assert_matches_sandbox(pg_target, slow_sandbox.store.expected_rows(since=since, until=until))
     record = instance.get_run_record_by_id(run_id)
+    assert cluster.env["RC_SYNC_CELERY_BROKER_URL"] not in str(record.dagster_run.run_config)
     print(
-        f"\n[scaleout] celery executor, {len(days)}-day backfill: run "
+        f"\n[scaleout] {executor} executor, {len(days)}-day backfill ({len(steps)} steps): run "
         f"{record.end_time - record.start_time:.1f}s, backfill launch->completed {elapsed:.1f}s"
     )
 
