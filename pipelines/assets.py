@@ -9,8 +9,8 @@ from dagster import AssetExecutionContext
 from pipelines import metadata
 from pipelines.partitions import daily_partitions, key_to_day, start_key, today_key
 from pipelines.resources import RcSyncResource
-from rc_sync.catalog import DATA_TABLES, VIEW_NAMES
 from pipelines.resume import resume_key
+from rc_sync.catalog import DATA_TABLES, VIEW_NAMES
 from rc_sync.report import RunReport
 
 GROUP = "readycloud"

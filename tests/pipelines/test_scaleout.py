@@ -36,6 +36,7 @@ from scaleout_support import (
     worker_hostname,
     worker_yaml,
 )
+from support.expected import expected_rows
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.postgres]
 
@@ -165,7 +166,7 @@ def test_backfill_on_celery_workers(
     _assert_pool_free(cluster, instance)
 
     since, until = window(days[0], days[-1])
-    assert_matches_sandbox(pg_target, slow_sandbox.store.expected_rows(since=since, until=until))
+    assert_matches_sandbox(pg_target, expected_rows(slow_sandbox.store, since=since, until=until))
     record = instance.get_run_record_by_id(run_id)
     assert cluster.env["RC_SYNC_CELERY_BROKER_URL"] not in str(record.dagster_run.run_config)
     print(
@@ -230,7 +231,7 @@ def test_killed_worker_is_recovered(
     assert resume_keys(pg_target) == {f"dagster-backfill:{backfill_id}"}
     _assert_pool_free(cluster, instance)
     since, until = window(days[0], days[-1])
-    assert_matches_sandbox(pg_target, slow_sandbox.store.expected_rows(since=since, until=until))
+    assert_matches_sandbox(pg_target, expected_rows(slow_sandbox.store, since=since, until=until))
     print(
         f"\n[scaleout] {safety_net}: worker killed after {done_at_kill} of {2 * len(days)} "
         f"org-days; backfill completed {recovered:.1f}s after the kill "
@@ -264,4 +265,4 @@ def test_reexecution_from_failure_resumes(
     assert last["days_resumed"] == done_before, (last, done_before)
     assert resume_keys(pg_target) == {f"dagster-backfill:{backfill_id}"}
     since, until = window(days[0], days[-1])
-    assert_matches_sandbox(pg_target, slow_sandbox.store.expected_rows(since=since, until=until))
+    assert_matches_sandbox(pg_target, expected_rows(slow_sandbox.store, since=since, until=until))
