@@ -14,9 +14,23 @@ _PREFIX_SEGMENTS = tuple(s for s in API_PREFIX.split("/") if s)
 _LEVELS = ("orgs", "orders", "boxes", "items")
 
 
+def validate_org_pk(org_pk: str) -> str:
+    """`org_pk` if it can name an org in a URL path; ValueError for empty, `.` and `..`.
+
+    Every other character is percent-encoded by the path helpers below; dot segments cannot
+    be encoded (URL normalization removes them, even as %2E), so they are refused.
+    """
+    if not isinstance(org_pk, str) or not org_pk.strip() or org_pk.strip() in (".", ".."):
+        raise ValueError(
+            f"invalid org pk {org_pk!r:.60}: an org pk must not be empty, '.' or '..' "
+            "(check READYCLOUD_ORGS or --orgs)"
+        )
+    return org_pk
+
+
 def org_path(org_pk: str) -> str:
-    """The path of one organization."""
-    return f"{ORGS_PATH}{quote(org_pk, safe='')}/"
+    """The path of one organization (the pk validated and percent-encoded)."""
+    return f"{ORGS_PATH}{quote(validate_org_pk(org_pk), safe='')}/"
 
 
 def orders_path(org_pk: str) -> str:

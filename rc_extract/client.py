@@ -30,6 +30,7 @@ from rc_common.paths import (
     orders_path,
     webhooks_path,
 )
+from rc_common.redact import check_token, redact
 from rc_common.timefmt import format_api_datetime
 from rc_extract.budget import RequestBudget, current_priority, purpose_override
 from rc_extract.errors import (
@@ -123,7 +124,9 @@ class _BearerAuth(httpx.Auth):
 def is_loopback_host(host: str) -> bool:
     """True for localhost, 127.0.0.0/8 and ::1."""
     name = host.strip("[]").lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
+    # Only `localhost` itself: `*.localhost` names would be resolved through DNS by httpx,
+    # which may answer with any address, so they do not count as loopback.
+    if name == "localhost":
         return True
     try:
         return ipaddress.ip_address(name).is_loopback
@@ -144,7 +147,8 @@ def normalize_base_url(base_url: str) -> str:
         raise InsecureTransportError(
             f"refusing to send the API token in clear text to {parts.hostname}: "
             "use an https:// URL in READYCLOUD_BASE_URL "
-            "(plain http is only allowed for localhost, 127.0.0.0/8 and ::1)"
+            "(plain http is only allowed for localhost, 127.0.0.0/8 and ::1; "
+            "names under .localhost are resolved through DNS and do not count)"
         )
     path = parts.path.rstrip("/")
     if path.endswith(API_PREFIX):  # tolerate a base URL given with /api/v2 already on it
@@ -292,7 +296,7 @@ class ReadyCloudClient:
         retry: RetryChainDecision | None = None,
     ) -> None:
         self.base_url = normalize_base_url(base_url)
-        secret = (token or "").strip()
+        secret = check_token(token or "")
         if not secret:
             raise ValueError("an API token is required: set READYCLOUD_API_TOKEN")
         if page_size < 1 or concurrency < 1 or deadline <= 0 or timeout <= 0:
@@ -595,8 +599,7 @@ class ReadyCloudClient:
         return urlunsplit((self._scheme, self._netloc, path, parts.query, ""))
 
     def _redact(self, text: str) -> str:
-        secret = self._secret.value
-        return text.replace(secret, "<redacted>") if secret in text else text
+        return redact(text, self._secret.value)
 
     def _get(
         self,

@@ -35,12 +35,14 @@ err_console = Console(stderr=True, highlight=False)
 
 def _redact(text: str, settings: Settings | None) -> str:
     """Defence in depth: never print the token, whatever an error message contains."""
+    from rc_common.redact import redact
+
     token = (
         settings.readycloud_api_token.get_secret_value()
         if settings and settings.readycloud_api_token
         else ""
     )
-    return text.replace(token, "***") if token and len(token) >= 4 else text
+    return redact(text, token.strip())
 
 
 def _fail(code: int, message: str) -> NoReturn:

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rc_common.paths import parse_object_url
+from rc_common.paths import parse_object_url, validate_org_pk
 from rc_common.tables import DATA_TABLES, PARENTS, TableCounts, sum_counts
 from rc_common.timefmt import day_bounds, format_api_datetime, parse_api_datetime, utc_now
 from rc_extract.budget import PollingBudget, Priority, priority, purpose
@@ -164,8 +164,14 @@ class SyncEngine:
     def resolve_orgs(self, orgs: Sequence[str] | None = None) -> list[str]:
         """The orgs to sync: the given ones, READYCLOUD_ORGS, or every org the token can see.
 
-        Always asks the API once, which also proves the token works before anything is written.
+        Always asks the API once, which also proves the token works before anything is written;
+        org pks that cannot name an org in a URL are refused before that request.
         """
+        for org in [*(orgs or []), *(self.settings.orgs or [])]:
+            try:
+                validate_org_pk(org)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         visible: list[str] = []
         for org in self.client.list_orgs():
             try:

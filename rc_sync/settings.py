@@ -27,7 +27,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rc_common.flags import flag_value
-from rc_common.paths import DEFAULT_BASE_URL
+from rc_common.paths import DEFAULT_BASE_URL, validate_org_pk
+from rc_common.redact import TokenFormatError, check_token
 from rc_extract.budget import DEFAULT_RATE, Rate, RateError, parse_rate
 from rc_sync.errors import ConfigError
 from warehouse.settings import WarehouseSettings
@@ -135,6 +136,23 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         return value.strip()
 
+    @field_validator("readycloud_orgs")
+    @classmethod
+    def _check_orgs(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # empty = unset: every org the token can see
+        for org in value.split(","):
+            try:
+                validate_org_pk(org)
+            except ValueError as exc:
+                raise ValueError(
+                    f"READYCLOUD_ORGS / --orgs: {exc}"
+                    if org.strip()
+                    else "READYCLOUD_ORGS / --orgs has an empty org pk (two commas in a row, or a "
+                    "comma at either end); list org pks separated by single commas"
+                ) from None
+        return value
+
     @property
     def orgs(self) -> list[str] | None:
         """The org pks from READYCLOUD_ORGS, or None for every org the token can see."""
@@ -200,7 +218,11 @@ class Settings(BaseSettings):
     def require_token(self) -> str:
         """The API token, or a ConfigError that says how to provide one."""
         token = self.readycloud_api_token.get_secret_value() if self.readycloud_api_token else ""
-        if not token.strip():
+        try:
+            token = check_token(token)
+        except TokenFormatError as exc:
+            raise ConfigError(str(exc)) from None
+        if not token:
             raise ConfigError(
                 "READYCLOUD_API_TOKEN is not set: create an API token in ReadyCloud "
                 "(an App with the order-read_only scope, see README 'Getting a token') and "

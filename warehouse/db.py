@@ -42,6 +42,22 @@ def validate_identifier(name: str) -> str:
     return name
 
 
+# Schemas PostgreSQL owns: writing there would mix our tables with the catalog (or fail oddly).
+SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "pg_toast"})
+
+
+def validate_schema(name: str) -> str:
+    """`name` if it may hold the warehouse tables: a plain identifier, not a system schema."""
+    validate_identifier(name)
+    lowered = name.lower()
+    if lowered in SYSTEM_SCHEMAS or lowered.startswith("pg_"):
+        raise WarehouseConfigError(
+            f"WAREHOUSE_SCHEMA={name} is a PostgreSQL system schema (information_schema and "
+            "pg_* belong to the database itself); choose your own, e.g. readycloud"
+        )
+    return name
+
+
 def quote_identifier(name: str) -> str:
     """Double-quote a validated identifier for DDL."""
     return f'"{validate_identifier(name)}"'
@@ -57,7 +73,7 @@ def make_engine(url: str, schema: str = DEFAULT_SCHEMA, **kwargs: Any) -> Engine
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        validate_identifier(schema)
+        validate_schema(schema)
         engine = sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
         _install_postgresql_hooks(engine, schema)
         _SCHEMAS[engine] = schema

@@ -10,7 +10,13 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
 
-from warehouse.db import DEFAULT_SCHEMA, WarehouseConfigError, make_engine, validate_identifier
+from warehouse.db import (
+    DEFAULT_SCHEMA,
+    WarehouseConfigError,
+    make_engine,
+    validate_identifier,
+    validate_schema,
+)
 
 DEFAULT_WAREHOUSE_URL = "sqlite:///readycloud.db"
 
@@ -33,11 +39,15 @@ class WarehouseSettings(BaseSettings):
     @classmethod
     def _check_schema(cls, value: str) -> str:
         try:
-            return validate_identifier(value)
+            validate_identifier(value)
         except WarehouseConfigError:
             raise ValueError(
                 "WAREHOUSE_SCHEMA must be a plain identifier (letters, digits, underscore)"
             ) from None
+        try:
+            return validate_schema(value)
+        except WarehouseConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @property
     def is_sqlite(self) -> bool:
