@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import ipaddress
 import json
 import logging
 import random
+import socket
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -271,6 +274,59 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
         for future in pending:
             future.cancel()
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _BodyTooSlow(Exception):
+    """The response did not arrive in full within the attempt's time limit."""
+
+
+def _socket_of(response: httpx.Response) -> socket.socket | None:
+    """The response's TCP socket when the transport exposes it (httpcore does), else None."""
+    stream = response.extensions.get("network_stream")
+    try:
+        sock = stream.get_extra_info("socket") if stream is not None else None
+    except Exception:  # pragma: no cover - a transport without extra info
+        return None
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _read_body(response: httpx.Response, started: float, limit: float) -> bytes:
+    """The whole (decoded) body, or _BodyTooSlow once `limit` seconds since `started` pass.
+
+    A watchdog shuts the socket down at the limit, which wakes a read blocked on a server
+    that sends nothing; the elapsed check after each chunk catches one that drips.
+    """
+    remaining = limit - (time.monotonic() - started)
+    if remaining <= 0:
+        raise _BodyTooSlow
+    sock = _socket_of(response)
+    cut = threading.Event()
+
+    def stop_reading() -> None:
+        cut.set()
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+
+    watchdog = threading.Timer(remaining, stop_reading) if sock is not None else None
+    chunks: list[bytes] = []
+    try:
+        if watchdog is not None:
+            watchdog.daemon = True
+            watchdog.start()
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            if time.monotonic() - started > limit:
+                raise _BodyTooSlow
+    except httpx.TransportError:
+        if cut.is_set():
+            raise _BodyTooSlow from None
+        raise
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+    if cut.is_set():
+        raise _BodyTooSlow
+    return b"".join(chunks)
 
 
 class ReadyCloudClient:
@@ -681,17 +737,37 @@ class ReadyCloudClient:
         if self.budget is not None:
             stop.exclude(self.budget.acquire(kind, current_priority()))
         path = urlsplit(url).path
-        timeout = max(0.1, min(self.timeout, self.deadline - stop.elapsed()))
+        # The attempt as a whole (connect, headers and body) ends within `limit`; the logical
+        # request's deadline caps it further. httpx's own timeouts apply per read only, so a
+        # server dripping a few bytes every few seconds would never trip them.
+        limit = max(0.1, min(self.timeout, self.deadline - stop.elapsed()))
+        started = time.monotonic()
         try:
-            response = self._http.get(url, params=query or None, timeout=timeout)
+            with self._http.stream("GET", url, params=query or None, timeout=limit) as response:
+                self._ever_answered = True  # the host answered (the body may still fail)
+                body = _read_body(response, started, limit)
+        except _BodyTooSlow:
+            self.stats.record_response(kind, None, 0)
+            raise APITimeoutError(
+                self.base_url,
+                path,
+                f"the response took longer than {limit:g}s (RC_SYNC_TIMEOUT)",
+                answered=self._ever_answered,
+            ) from None
         except httpx.TimeoutException as exc:
             self.stats.record_response(kind, None, 0)
-            raise APITimeoutError(self.base_url, path, "timed out") from exc
+            raise APITimeoutError(
+                self.base_url,
+                path,
+                f"timed out (no answer within {limit:g}s, RC_SYNC_TIMEOUT)",
+                answered=self._ever_answered,
+            ) from exc
         except httpx.TransportError as exc:
             self.stats.record_response(kind, None, 0)
             reason = self._redact(str(exc) or type(exc).__name__)
-            raise APIConnectionError(self.base_url, path, reason) from exc
-        body = response.content
+            raise APIConnectionError(
+                self.base_url, path, reason, answered=self._ever_answered
+            ) from exc
         status = response.status_code
         self._ever_answered = True
         self.stats.record_response(kind, status, len(body))

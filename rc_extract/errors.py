@@ -21,16 +21,28 @@ class InsecureTransportError(ReadyCloudError):
 class APIConnectionError(ReadyCloudError):
     """The API host could not be reached (DNS, refused connection, TLS, dropped connection)."""
 
-    def __init__(self, base_url: str, path: str | None = None, reason: str = "") -> None:
+    def __init__(
+        self, base_url: str, path: str | None = None, reason: str = "", *, answered: bool = False
+    ) -> None:
         self.base_url = base_url
         self.path = path
         self.reason = reason
+        # True when the host had answered this client before: an outage during a run, not a
+        # wrong READYCLOUD_BASE_URL (the command line exits 1 for it, not 2).
+        self.answered = answered
         where = f" (GET {path})" if path else ""
         why = f": {reason}" if reason else ""
-        super().__init__(
-            f"cannot reach the ReadyCloud API at {base_url}{where}{why}; "
-            "check READYCLOUD_BASE_URL and the network"
-        )
+        if answered:
+            message = (
+                f"the ReadyCloud API at {base_url} stopped answering{where}{why}; "
+                "it had answered earlier in this run"
+            )
+        else:
+            message = (
+                f"cannot reach the ReadyCloud API at {base_url}{where}{why}; "
+                "check READYCLOUD_BASE_URL and the network"
+            )
+        super().__init__(message)
 
 
 class APITimeoutError(APIConnectionError):

@@ -34,7 +34,12 @@ from rc_extract.errors import (
     RateLimitError,
     ServerError,
 )
-from rc_extract.settings import BACKOFF_BASE_S, DEFAULT_MAX_BACKOFF_S, RETRYABLE_STATUS
+from rc_extract.settings import (
+    BACKOFF_BASE_S,
+    DEFAULT_MAX_BACKOFF_S,
+    RATE_LIMIT_FLOOR_S,
+    RETRYABLE_STATUS,
+)
 
 _MAX_EXPONENT = 32  # 2**32 half-seconds is far beyond any cap; avoids float overflow
 
@@ -293,6 +298,16 @@ def backoff_delay(
     return ceiling / 2 + ceiling / 2 * rand()
 
 
+def rate_limit_floor(attempt: int, *, cap: float = DEFAULT_MAX_BACKOFF_S) -> float:
+    """The least a 429 waits before attempt `attempt` + 1: 1 s, doubling, up to the cap.
+
+    ReadyCloud asks for exponential back-off from 1 s (API.md §9); a `Retry-After: 0` (or a
+    missing header) must not turn a throttled client into a tight loop.
+    """
+    exponent = min(max(attempt - 1, 0), _MAX_EXPONENT)
+    return min(max(cap, RATE_LIMIT_FLOOR_S), RATE_LIMIT_FLOOR_S * (2**exponent))
+
+
 def wait_for(
     exc: BaseException | None,
     attempt: int,
@@ -305,13 +320,18 @@ def wait_for(
     """How long to wait before repeating a failed attempt.
 
     The deciding RetryOption's wait when it set one, else the server's Retry-After, else
-    capped jittered backoff.
+    capped jittered backoff; a 429 never waits less than rate_limit_floor, whoever decided
+    (a shared, cross-process back-off may wrap this and wait longer, never shorter).
     """
     if option is not None and option.wait is not None:
-        return option.wait
-    if isinstance(exc, APIStatusError) and exc.retry_after is not None:
-        return exc.retry_after
-    return backoff_delay(attempt, base=base, cap=cap, rand=rand)
+        wait = option.wait
+    elif isinstance(exc, APIStatusError) and exc.retry_after is not None:
+        wait = exc.retry_after
+    else:
+        wait = backoff_delay(attempt, base=base, cap=cap, rand=rand)
+    if isinstance(exc, RateLimitError):
+        wait = max(wait, rate_limit_floor(attempt, cap=cap))
+    return wait
 
 
 def exceeds_deadline(elapsed: float, wait: float, deadline: float) -> bool:

@@ -18,6 +18,7 @@ DEFAULT_CONCURRENCY = 4
 DEFAULT_DEADLINE_S = 300.0
 DEFAULT_MAX_BACKOFF_S = 30.0
 BACKOFF_BASE_S = 0.5  # first retry waits about this long; doubles per attempt up to max_backoff
+RATE_LIMIT_FLOOR_S = 1.0  # a 429 waits at least this long, doubling per attempt (API.md §9)
 
 # Orders list parameters (API.md §5).
 EXPAND_ALL = "boxes,items"

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from rc_common.paths import API_PREFIX
@@ -25,6 +25,7 @@ from rc_sandbox.faults import (
     GARBAGE_BODY,
     FaultPlan,
     SandboxStats,
+    drip,
     gateway_page,
     throttle_body,
     truncate,
@@ -150,7 +151,8 @@ class SandboxApp:
             if fault == "429":
                 retry = config.retry_after_s
                 stats.count_status(429)
-                return json_response(throttle_body(retry), 429, {"Retry-After": f"{retry:g}"})
+                headers = {} if retry is None else {"Retry-After": f"{retry:g}"}
+                return json_response(throttle_body(retry), 429, headers)
             if fault.isdigit():
                 stats.count_status(int(fault))
                 return Response(gateway_page(int(fault)), int(fault), media_type="text/html")
@@ -182,6 +184,12 @@ class SandboxApp:
         elif fault == "garbage" and response.status_code == 200:
             response = Response(GARBAGE_BODY, 200, media_type=JSON_TYPE)
         stats.count_status(response.status_code)
+        if config.drip_bytes > 0:  # a slow server: the body in small chunks with pauses
+            return StreamingResponse(
+                drip(bytes(response.body), config.drip_bytes, config.drip_interval_s),
+                status_code=response.status_code,
+                headers={k: v for k, v in response.headers.items() if k != "content-length"},
+            )
         return response
 
     def _throttled(self, request: Request) -> float | None:

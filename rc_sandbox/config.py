@@ -45,8 +45,10 @@ class SandboxConfig:
     ordering: bool = True  # False = `ordering` ignored (default order)
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = ("429", "500", "502", "503", "504")
-    retry_after_s: float = 0  # Retry-After value sent with 429
+    retry_after_s: float | None = 0  # Retry-After value sent with 429 (None: no header)
     timeout_s: float = 2.0  # how long a `timeout` fault sleeps before answering
+    drip_bytes: int = 0  # >0: send every body in chunks of this many bytes ...
+    drip_interval_s: float = 0.0  # ... with this pause before each chunk after the first
     control: bool = False  # enables /_sandbox/ control endpoints
     # Per-token throttle like ReadyCloud's (API.md §9): "30/min", "20/4s"... None = unlimited.
     rate_limit: str | None = None
@@ -75,6 +77,8 @@ class SandboxConfig:
             raise ValueError("orgs must be at least 1")
         if self.orders < 0:
             raise ValueError("orders must not be negative")
+        if self.drip_bytes < 0 or self.drip_interval_s < 0:
+            raise ValueError("drip_bytes and drip_interval_s must not be negative")
         if self.page_cap < 1 or self.default_limit < 1:
             raise ValueError("page_cap and default_limit must be positive")
         self.fault_kinds = tuple(self.fault_kinds)

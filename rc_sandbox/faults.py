@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +33,19 @@ def gateway_page(status: int) -> str:
     return _GATEWAY_PAGES[status]
 
 
-def throttle_body(retry_after_s: float) -> dict[str, Any]:
+def throttle_body(retry_after_s: float | None) -> dict[str, Any]:
     """DRF's throttling body."""
+    if retry_after_s is None:
+        return {"detail": "Request was throttled."}
     return {"detail": f"Request was throttled. Expected available in {retry_after_s:g} seconds."}
+
+
+async def drip(body: bytes, chunk: int, pause_s: float) -> AsyncIterator[bytes]:
+    """`body` in chunks of `chunk` bytes with `pause_s` before each chunk after the first."""
+    for start in range(0, len(body), chunk):
+        if start:
+            await asyncio.sleep(pause_s)
+        yield body[start : start + chunk]
 
 
 def truncate(body: bytes) -> bytes:

@@ -15,15 +15,7 @@ from rich.table import Table
 
 from rc_common.tables import DATA_TABLES
 from rc_common.timefmt import parse_user_datetime
-from rc_extract import errors as api_errors
-from rc_sync.errors import (
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    ConfigError,
-    RunFailed,
-    exit_code,
-    warehouse_unreachable,
-)
+from rc_sync.errors import EXIT_CONFIG, EXIT_FAILED, ConfigError, describe_failure
 from rc_sync.report import RunReport
 from rc_sync.settings import Settings, load_settings
 from rc_sync.summary import print_report, requests_line
@@ -59,22 +51,13 @@ def _guarded(settings: Settings | None, action: Callable[[], Any], debug: bool) 
     except Exception as exc:
         if debug:
             raise
-        code = exit_code(exc)
-        if code == EXIT_CONFIG:
-            _fail(EXIT_CONFIG, _redact(warehouse_unreachable(exc) or str(exc), settings))
-        prefix = (
-            ""
-            if isinstance(exc, RunFailed | api_errors.ReadyCloudError)
-            else f"{type(exc).__name__}: "
-        )
-        _fail(
-            EXIT_FAILED,
-            _redact(
-                f"run failed: {prefix}{exc}. Everything committed before the failure is kept; "
-                "the next run continues from the saved watermark.",
-                settings,
-            ),
-        )
+        code, message = describe_failure(exc)
+        if code == EXIT_FAILED:
+            message = (
+                f"run failed: {message.rstrip('.')}. Everything committed before the failure "
+                "is kept; the next run continues from the saved watermark."
+            )
+        _fail(code, _redact(message, settings))
 
 
 def _setup_logging(verbose: int) -> None:
@@ -599,6 +582,33 @@ def _as_plain(row: Any) -> dict[str, Any]:
     help="Share of requests answered with 429/5xx/garbage.",
 )
 @click.option(
+    "--fault-kinds",
+    default="429,500,502,503,504",
+    show_default=True,
+    help="Comma-separated faults to inject (429, 500, 502, 503, 504, truncated, garbage, timeout).",
+)
+@click.option(
+    "--fault-retry-after",
+    "fault_retry_after",
+    default="0",
+    show_default=True,
+    help="Retry-After seconds sent with injected 429s ('none': no header).",
+)
+@click.option(
+    "--drip-bytes",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Send every body in chunks of this many bytes (0: at once).",
+)
+@click.option(
+    "--drip-interval",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Seconds to pause before each dripped chunk after the first.",
+)
+@click.option(
     "--control",
     is_flag=True,
     help="Enable the /_sandbox/ control endpoints (create/update/delete orders).",
@@ -628,6 +638,10 @@ def sandbox(
     relative_next: bool,
     no_filters: bool,
     fault_rate: float,
+    fault_kinds: str,
+    fault_retry_after: str,
+    drip_bytes: int,
+    drip_interval: float,
     control: bool,
     sandbox_rate: str | None,
     retry_after: bool,
@@ -640,22 +654,38 @@ def sandbox(
         rate = parse_rate(sandbox_rate) if sandbox_rate else None
     except RateError as exc:
         _fail(EXIT_CONFIG, str(exc).replace("READYCLOUD_RATE_LIMIT", "--rate-limit"))
-    config = SandboxConfig(
-        orgs=n_orgs,
-        orders=n_orders,
-        seed=seed,
-        token=token,
-        host=host,
-        port=port,
-        latency_ms=latency_ms,
-        page_cap=page_cap,
-        absolute_next=not relative_next,
-        filters=not no_filters,
-        fault_rate=fault_rate,
-        control=control,
-        rate_limit=str(rate) if rate else None,
-        rate_limit_retry_after=retry_after,
-    )
+    try:
+        retry_after_s = (
+            None if fault_retry_after.strip().lower() == "none" else float(fault_retry_after)
+        )
+    except ValueError:
+        _fail(
+            EXIT_CONFIG,
+            f"--fault-retry-after: expected seconds or 'none', got {fault_retry_after!r}",
+        )
+    try:
+        config = SandboxConfig(
+            orgs=n_orgs,
+            orders=n_orders,
+            seed=seed,
+            token=token,
+            host=host,
+            port=port,
+            latency_ms=latency_ms,
+            page_cap=page_cap,
+            absolute_next=not relative_next,
+            filters=not no_filters,
+            fault_rate=fault_rate,
+            fault_kinds=tuple(k.strip() for k in fault_kinds.split(",") if k.strip()),
+            retry_after_s=retry_after_s,
+            drip_bytes=drip_bytes,
+            drip_interval_s=drip_interval,
+            control=control,
+            rate_limit=str(rate) if rate else None,
+            rate_limit_retry_after=retry_after,
+        )
+    except ValueError as exc:
+        _fail(EXIT_CONFIG, f"invalid sandbox option: {exc}")
     err_console.print(f"generating {n_orders} orders in {n_orgs} orgs (seed {seed})...")
     server = SandboxServer(config)
     try:

@@ -37,6 +37,7 @@ from warehouse import quality
 from warehouse import rebuild as wh_rebuild
 from warehouse import state as wh_state
 from warehouse import webhooks as wh_webhooks
+from warehouse.db import describe_db_error, retry_on_disconnect
 from warehouse.history import BACKFILL, RECONCILE, SYNC
 from warehouse.load import BackfillDay, Loader, LoadStats
 from warehouse.locks import org_run_lock
@@ -132,7 +133,9 @@ class SyncEngine:
     def db(self) -> sa.Engine:
         """The warehouse engine, migrated (embedded SQLite) or checked to be current."""
         if self._db is None:
-            self._db = self.settings.warehouse.make_engine()
+            self._db = self.settings.warehouse.make_engine(
+                lock_timeout_s=self.settings.lock_timeout_s
+            )
         if not self._warehouse_checked:
             if self.auto_migrate:
                 wh_migrate.upgrade(self._db)
@@ -167,9 +170,9 @@ class SyncEngine:
         Always asks the API once, which also proves the token works before anything is written;
         org pks that cannot name an org in a URL are refused before that request.
         """
-        for org in [*(orgs or []), *(self.settings.orgs or [])]:
+        for pk in [*(orgs or []), *(self.settings.orgs or [])]:
             try:
-                validate_org_pk(org)
+                validate_org_pk(pk)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
         visible: list[str] = []
@@ -463,9 +466,10 @@ class SyncEngine:
             report.budget_wait_s = budget.waited_s if isinstance(budget, PollingBudget) else 0.0
             report.elapsed_s = time.monotonic() - started
             try:
-                wh_state.finish_run(db, report.run_id, report)
-            except Exception:  # recording the run must never hide the run's own error
-                log.exception("could not record the end of run %s", report.run_id)
+                retry_on_disconnect(lambda: wh_state.finish_run(db, report.run_id, report))
+            except Exception as exc:  # recording the run must never hide the run's own error
+                log.error("could not record the end of run %s: %s", report.run_id, _one_line(exc))
+                log.debug("recording the end of the run failed", exc_info=True)
         return report
 
     def _describe_days(
@@ -901,6 +905,9 @@ def _org_summary(rep: OrgReport) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    """An exception as one line of text (never with a traceback)."""
+    """An exception as one line of text (never with a traceback, SQL or parameters)."""
+    described = describe_db_error(exc)
+    if described is not None:
+        return described[:500]
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]

@@ -58,12 +58,43 @@ def warehouse_unreachable(exc: BaseException) -> str | None:
     return None
 
 
+def describe_failure(
+    exc: BaseException, *, warehouse_opened: bool | None = None
+) -> tuple[int, str]:
+    """(exit status, one sentence) for an error that ended a command.
+
+    2 is for configuration and credentials: a bad setting, a token the API refuses, an API
+    host or a warehouse that could not be reached at all. Everything that goes wrong once the
+    run is under way (the API stops answering, the disk fills, the warehouse connection drops
+    or its file stays locked) is a failed run: 1, saying what happened. Database errors are
+    described by their first line only, never with the statement or its parameters (order
+    JSON); `--debug` shows the whole traceback. `warehouse_opened` defaults to whether this
+    process has connected to a warehouse before.
+    """
+    import sqlalchemy as sa
+
+    from warehouse.db import WarehouseConfigError, describe_db_error
+    from warehouse.db import warehouse_opened as opened_before
+
+    if isinstance(exc, api_errors.APIConnectionError):
+        return (EXIT_FAILED if exc.answered else EXIT_CONFIG), str(exc)
+    if isinstance(exc, RunFailed):
+        return EXIT_FAILED, str(exc)
+    if is_fatal(exc) or isinstance(exc, WarehouseConfigError):
+        return EXIT_CONFIG, str(exc)
+    if isinstance(exc, sa.exc.NoSuchModuleError | sa.exc.ArgumentError):
+        return EXIT_CONFIG, warehouse_unreachable(exc) or str(exc)
+    described = describe_db_error(exc)
+    if described is not None:
+        opened = opened_before() if warehouse_opened is None else warehouse_opened
+        runtime = described.startswith(("disk full", "the SQLite warehouse is locked"))
+        if not opened and not runtime:
+            return EXIT_CONFIG, warehouse_unreachable(exc) or described
+        return EXIT_FAILED, described
+    prefix = "" if isinstance(exc, api_errors.ReadyCloudError) else f"{type(exc).__name__}: "
+    return EXIT_FAILED, f"{prefix}{exc}"
+
+
 def exit_code(exc: BaseException) -> int:
-    """The command line's exit status for an error that ended a command."""
-    if is_fatal(exc) and not isinstance(exc, RunFailed):
-        return EXIT_CONFIG
-    # An API host or a warehouse that cannot be reached is reported as configuration to
-    # check (READYCLOUD_BASE_URL, WAREHOUSE_URL).
-    if isinstance(exc, api_errors.APIConnectionError) or warehouse_unreachable(exc):
-        return EXIT_CONFIG
-    return EXIT_FAILED
+    """The command line's exit status for an error that ended a command (see describe_failure)."""
+    return describe_failure(exc)[0]

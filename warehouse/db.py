@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 DEFAULT_SCHEMA = "readycloud"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+# How long any lock wait lasts before it fails with a message (RC_SYNC_LOCK_TIMEOUT): SQLite's
+# busy timeout, PostgreSQL's lock_timeout for the per-batch write lock.
+DEFAULT_LOCK_TIMEOUT_S = 60.0
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # kept for callers that build engines without make_engine
+# A write transaction whose connection dropped is retried this often, with this back-off.
+DISCONNECT_RETRIES = 3
+DISCONNECT_BACKOFF_S = 0.5
 # Identifiers that may be written into DDL (the schema name): strict, unquoted-safe.
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # Advisory-lock namespaces (first int4 of the two-key form); run and batch locks must differ.
@@ -25,11 +37,99 @@ BATCH_LOCK_CLASS = 0x52434257  # "RCBW"
 IN_CHUNK = 1000
 
 _SCHEMAS: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+_LOCK_TIMEOUTS: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
 _WRITE_OPTION = "rc_sync_write"
+_OPENED = threading.Event()  # set once any warehouse connection was made in this process
 
 
 class WarehouseConfigError(ValueError):
     """The warehouse URL or schema is not usable."""
+
+
+class WriteLockTimeout(RuntimeError):
+    """Waited RC_SYNC_LOCK_TIMEOUT for an org's per-batch write lock."""
+
+    def __init__(self, org_pk: str, timeout_s: float) -> None:
+        super().__init__(
+            f"waited {timeout_s:g}s for the warehouse write lock of org {org_pk}: another "
+            "rc-sync process is writing that org (or is stopped in the middle of a batch); "
+            "try again later, or raise RC_SYNC_LOCK_TIMEOUT"
+        )
+        self.org_pk = org_pk
+        self.timeout_s = timeout_s
+
+
+def warehouse_opened() -> bool:
+    """True once this process has connected to a warehouse (later failures are runtime ones)."""
+    return _OPENED.is_set()
+
+
+def lock_timeout_of(engine: Engine) -> float:
+    """The lock-wait limit the engine was made with (seconds)."""
+    return _LOCK_TIMEOUTS.get(engine, DEFAULT_LOCK_TIMEOUT_S)
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """True when a database error means the connection itself was lost (worth a retry)."""
+    return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+_DISK_FULL = ("database or disk is full", "no space left on device", "disk quota exceeded")
+
+
+def describe_db_error(exc: BaseException) -> str | None:
+    """One sentence saying what a database error means (never its SQL or parameters), else None.
+
+    Disk full, a locked SQLite file, a lost connection; any other driver error by its first line.
+    """
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return None
+    lines = str(exc.orig).strip().splitlines()
+    first = lines[0] if lines else type(exc.orig).__name__
+    lowered = first.lower()
+    if getattr(exc.orig, "sqlstate", None) in ("53100", "53000") or any(
+        text in lowered for text in _DISK_FULL
+    ):
+        return f"disk full: the warehouse could not write ({first}); free some space and run again"
+    if "database is locked" in lowered:
+        return (
+            "the SQLite warehouse is locked by another process (waited RC_SYNC_LOCK_TIMEOUT "
+            f"for it: {first}); try again when the other writer has finished"
+        )
+    if is_disconnect(exc) or "connection" in lowered:
+        return (
+            f"the connection to the warehouse was lost ({first}) and could not be restored "
+            f"after {DISCONNECT_RETRIES} attempts"
+        )
+    return f"the warehouse reported an error: {type(exc.orig).__name__}: {first}"
+
+
+def retry_on_disconnect(
+    action: Callable[[], T],
+    *,
+    attempts: int = DISCONNECT_RETRIES,
+    backoff_s: float = DISCONNECT_BACKOFF_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run `action` (one whole transaction); retry it when the connection dropped under it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except sa.exc.DBAPIError as exc:
+            if not is_disconnect(exc) or attempt == attempts:
+                raise
+            wait = backoff_s * 2 ** (attempt - 1)
+            first = str(exc.orig).strip().splitlines()
+            log.warning(
+                "the warehouse connection was lost (%s); retrying the transaction in %.1fs "
+                "(attempt %d of %d)",
+                first[0] if first else type(exc.orig).__name__,
+                wait,
+                attempt + 1,
+                attempts,
+            )
+            sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def validate_identifier(name: str) -> str:
@@ -63,10 +163,17 @@ def quote_identifier(name: str) -> str:
     return f'"{validate_identifier(name)}"'
 
 
-def make_engine(url: str, schema: str = DEFAULT_SCHEMA, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str,
+    schema: str = DEFAULT_SCHEMA,
+    *,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    **kwargs: Any,
+) -> Engine:
     """Create the warehouse engine: search_path on PostgreSQL; FKs, WAL, busy timeout on SQLite.
 
-    Creates nothing in the database.
+    `lock_timeout_s` bounds every lock wait (SQLite's busy timeout, PostgreSQL's lock_timeout
+    on the per-batch write lock). Creates nothing in the database.
     """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
@@ -79,13 +186,17 @@ def make_engine(url: str, schema: str = DEFAULT_SCHEMA, **kwargs: Any) -> Engine
         _SCHEMAS[engine] = schema
     elif backend == "sqlite":
         connect_args = dict(kwargs.pop("connect_args", {}))
-        connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+        connect_args.setdefault("timeout", lock_timeout_s)
         engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
-        _install_sqlite_hooks(engine, in_memory=is_memory_sqlite(engine))
+        _install_sqlite_hooks(
+            engine, in_memory=is_memory_sqlite(engine), busy_ms=int(lock_timeout_s * 1000)
+        )
     else:
         raise WarehouseConfigError(
             f"unsupported WAREHOUSE_URL backend {backend!r}: use sqlite:/// or postgresql://"
         )
+    _LOCK_TIMEOUTS[engine] = lock_timeout_s
+    event.listen(engine, "connect", lambda *_: _OPENED.set())
     return engine
 
 
@@ -118,7 +229,9 @@ def _install_postgresql_hooks(engine: Engine, schema: str) -> None:
         dbapi_connection.autocommit = autocommit
 
 
-def _install_sqlite_hooks(engine: Engine, *, in_memory: bool) -> None:
+def _install_sqlite_hooks(
+    engine: Engine, *, in_memory: bool, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # SQLAlchemy emits BEGIN itself (see _on_begin), so sqlite3 must not.
@@ -126,7 +239,7 @@ def _install_sqlite_hooks(engine: Engine, *, in_memory: bool) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode = WAL")
                 cursor.execute("PRAGMA synchronous = NORMAL")
@@ -149,10 +262,19 @@ def write_transaction(engine: Engine, org_pk: str | None = None) -> Iterator[Con
             conn.execution_options(**{_WRITE_OPTION: True})
         with conn.begin():
             if engine.dialect.name == "postgresql" and org_pk is not None:
-                conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:cls, hashtext(:org))"),
-                    {"cls": BATCH_LOCK_CLASS, "org": org_pk},
-                )
+                timeout_s = lock_timeout_of(engine)
+                # Bounded wait: a writer stopped mid-batch (SIGSTOP) must not block us forever.
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(timeout_s * 1000))}")
+                try:
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:cls, hashtext(:org))"),
+                        {"cls": BATCH_LOCK_CLASS, "org": org_pk},
+                    )
+                except sa.exc.OperationalError as exc:
+                    if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                        raise WriteLockTimeout(org_pk, timeout_s) from None
+                    raise
+                conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
             yield conn
 
 

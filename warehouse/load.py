@@ -20,7 +20,7 @@ from warehouse import history as wh_history
 from warehouse import models
 from warehouse.bulk import BulkWriter, quote
 from warehouse.db import chunks as _chunks
-from warehouse.db import write_transaction
+from warehouse.db import retry_on_disconnect, write_transaction
 from warehouse.normalize import (
     DOC_HASH,
     NORMALIZE_VERSION,
@@ -142,12 +142,20 @@ class Loader:
             raise ValueError(f"batch is for org {batch.org_pk!r}, not {org_pk!r}")
         if checkpoint is not None and checkpoint.tzinfo is None:
             raise ValueError("checkpoint must be timezone-aware")
-        with write_transaction(self.engine, org_pk) as conn:
-            stats = self._load(conn, org_pk, batch, observed_by)
-            if live and checkpoint is not None:
-                stats.watermark = advance_watermark(conn, org_pk, checkpoint, batch.synced_at)
-            if backfill_day is not None:
-                record_day_done(conn, org_pk, backfill_day.key, backfill_day.day, batch.synced_at)
+
+        def transaction() -> LoadStats:
+            with write_transaction(self.engine, org_pk) as conn:
+                stats = self._load(conn, org_pk, batch, observed_by)
+                if live and checkpoint is not None:
+                    stats.watermark = advance_watermark(conn, org_pk, checkpoint, batch.synced_at)
+                if backfill_day is not None:
+                    day = backfill_day
+                    record_day_done(conn, org_pk, day.key, day.day, batch.synced_at)
+                return stats
+
+        # The batch is one transaction: when its connection drops, nothing of it was
+        # committed and it is simply run again on a new connection (a few times).
+        stats = retry_on_disconnect(transaction)
         self._orders_written += stats.orders_new + stats.orders_updated
         if self._orders_written >= self._analyze_at and self.engine.dialect.name == "postgresql":
             self._analyze_at = 2 * self._orders_written

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
 
 from warehouse.db import (
+    DEFAULT_LOCK_TIMEOUT_S,
     DEFAULT_SCHEMA,
     WarehouseConfigError,
     make_engine,
@@ -54,6 +55,6 @@ class WarehouseSettings(BaseSettings):
         """True when the warehouse is an embedded SQLite database."""
         return self.warehouse_url.startswith("sqlite")
 
-    def make_engine(self) -> Engine:
+    def make_engine(self, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Engine:
         """A SQLAlchemy engine on the warehouse (search_path set on PostgreSQL)."""
-        return make_engine(self.warehouse_url, self.warehouse_schema)
+        return make_engine(self.warehouse_url, self.warehouse_schema, lock_timeout_s=lock_timeout_s)

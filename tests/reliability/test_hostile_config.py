@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from reliability_support import Harness
 from support import warehouse_engine
 
+from rc_common.paths import orders_path
 from rc_extract.client import ReadyCloudClient, normalize_base_url
 from rc_extract.errors import InsecureTransportError
-from rc_extract.settings import orders_path
 from warehouse.db import WarehouseConfigError, make_engine
 
 pytestmark = pytest.mark.reliability
