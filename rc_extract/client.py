@@ -59,6 +59,7 @@ from rc_extract.retry import (
     retry_reason,
     wait_in_budget,
 )
+from rc_extract.serverclock import DEFAULT_SKEW_WARNING_S, ServerClock
 from rc_extract.settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_DEADLINE_S,
@@ -350,6 +351,7 @@ class ReadyCloudClient:
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
         retry: RetryChainDecision | None = None,
+        skew_warning_s: float = DEFAULT_SKEW_WARNING_S,
     ) -> None:
         self.base_url = normalize_base_url(base_url)
         secret = check_token(token or "")
@@ -368,6 +370,7 @@ class ReadyCloudClient:
         # the limit asked for); read by estimates and stored with the capability probes.
         self.honoured_page_size: dict[str, int] = {}
         self.stats = RequestStats()
+        self.server_clock = ServerClock(skew_warning_s=skew_warning_s)
         # Which failures are retried (and after how long): see rc_extract.retry.
         self.retry_decision = retry if retry is not None else default_retry_decision()
         self._ever_answered = False  # set once any HTTP response arrived
@@ -745,6 +748,7 @@ class ReadyCloudClient:
         try:
             with self._http.stream("GET", url, params=query or None, timeout=limit) as response:
                 self._ever_answered = True  # the host answered (the body may still fail)
+                self.server_clock.observe(response.headers.get("date"))
                 body = _read_body(response, started, limit)
         except _BodyTooSlow:
             self.stats.record_response(kind, None, 0)

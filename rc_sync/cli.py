@@ -200,11 +200,21 @@ def _parse_when(value: str | None, flag: str) -> datetime | None:
     "--until", "until_text", metavar="T", help="Backfill: upper bound (exclusive), default now."
 )
 @click.option(
+    "--reset-watermark",
+    is_flag=True,
+    help="Forget each org's watermark first and read every order again (operators' reset).",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print the run report as JSON instead of a table."
 )
 @pass_ctx
 def sync(
-    ctx: Ctx, full_refresh: bool, since_text: str | None, until_text: str | None, as_json: bool
+    ctx: Ctx,
+    full_refresh: bool,
+    since_text: str | None,
+    until_text: str | None,
+    reset_watermark: bool,
+    as_json: bool,
 ) -> None:
     """Incremental sync of every configured org (first run = full); or a refresh / backfill."""
     from rc_sync.engine import SyncEngine
@@ -214,6 +224,8 @@ def sync(
         _fail(EXIT_CONFIG, "--full-refresh and --since cannot be combined")
     if until_text and not since_text:
         _fail(EXIT_CONFIG, "--until needs --since (a backfill window)")
+    if reset_watermark and (since_text or full_refresh):
+        _fail(EXIT_CONFIG, "--reset-watermark applies to incremental syncs only")
     since = _parse_when(since_text, "--since")
     until = _parse_when(until_text, "--until")
     settings = _settings(ctx)
@@ -226,7 +238,7 @@ def sync(
                     return engine.sync_window(since, until)
                 if full_refresh:
                     return engine.sync_full_refresh()
-                return engine.sync_incremental()
+                return engine.sync_incremental(reset_watermark=reset_watermark)
         finally:
             progress.close()
 

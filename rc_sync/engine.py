@@ -111,6 +111,7 @@ class SyncEngine:
                 budget=budget,
                 concurrency=s.concurrency,
                 deadline=s.deadline_s,
+                skew_warning_s=s.clock_skew_warning_s,
             )
         return self._client
 
@@ -200,22 +201,32 @@ class SyncEngine:
 
     # -- runs ------------------------------------------------------------------------------
 
-    def sync_incremental(self, orgs: Sequence[str] | None = None) -> RunReport:
-        """Read every order changed since each org's watermark (minus the overlap); first run = full."""
-        return self._run("incremental", orgs, self._sync_live_org, full=False)
+    def sync_incremental(
+        self, orgs: Sequence[str] | None = None, *, reset_watermark: bool = False
+    ) -> RunReport:
+        """Read every order changed since each org's watermark (minus the overlap); first run = full.
+
+        `reset_watermark` forgets each org's watermark first (under the org's run lock), so
+        the run reads everything again: the operator's way out of a watermark they distrust.
+        """
+        return self._run(
+            "incremental", orgs, self._sync_live_org, full=False, reset=reset_watermark
+        )
 
     def sync_full_refresh(self, orgs: Sequence[str] | None = None) -> RunReport:
         """Re-read every order; the watermark ends where an incremental run would."""
-        return self._run("full_refresh", orgs, self._sync_live_org, full=True)
+        return self._run("full_refresh", orgs, self._sync_live_org, full=True, reset=False)
 
     def sync_window(
         self, since: datetime, until: datetime | None = None, orgs: Sequence[str] | None = None
     ) -> RunReport:
-        """Re-read one window of nested_updated_at (a backfill); never moves the live watermark."""
-        until = until or utc_now()
-        if since.tzinfo is None or until.tzinfo is None:
+        """Re-read one window of nested_updated_at (a backfill); never moves the live watermark.
+
+        Without `until` the window ends at the server's current time.
+        """
+        if since.tzinfo is None or (until is not None and until.tzinfo is None):
             raise ConfigError("backfill bounds must carry a timezone (UTC is assumed by the CLI)")
-        if since >= until:
+        if until is not None and since >= until:
             raise ConfigError(
                 f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})"
             )
@@ -320,7 +331,7 @@ class SyncEngine:
     def count_window(self, org_pk: str, since: datetime | None, until: datetime | None) -> int:
         """The API's count of orders of an org whose nested_updated_at is in [since, until)."""
         with purpose("check"), priority("bulk"):
-            return self.reader.count_window(org_pk, Window(since, until or utc_now()))
+            return self.reader.count_window(org_pk, Window(since, until or self.server_now()))
 
     def status(self) -> list[wh_state.OrgStatus]:
         """Per org: watermark, last run, row counts and open load issues."""
@@ -513,14 +524,21 @@ class SyncEngine:
 
     # -- per org ---------------------------------------------------------------------------
 
-    def _sync_live_org(self, rep: OrgReport, *, full: bool) -> None:
+    def _sync_live_org(self, rep: OrgReport, *, full: bool, reset: bool) -> None:
         """Incremental or full sync of one org under the org's run lock; moves the watermark."""
         s = self.settings
         with org_run_lock(self.db, rep.org_pk, timeout_s=s.lock_timeout_s):
             self._notice_abandoned(rep.org_pk)
+            if reset:
+                log.warning("org %s: watermark reset; reading every order again", rep.org_pk)
+                wh_state.reset_watermark(self.db, rep.org_pk)
             watermark = wh_state.get_watermark(self.db, rep.org_pk)
             rep.watermark_before = watermark
-            until = utc_now()
+            # The window ends at the server's now (its Date header), never this machine's:
+            # nested_updated_at is stamped by the server's clock.
+            until = self.server_now()
+            if watermark is not None and watermark > until:
+                watermark = self._rewind_watermark(rep.org_pk, watermark, until)
             since = None
             if watermark is not None and not full:
                 since = watermark - timedelta(seconds=s.overlap_s)
@@ -544,8 +562,36 @@ class SyncEngine:
                 "run %s of org %s was left running by a dead process: abandoned", run_id, org_pk
             )
 
-    def _sync_window_org(self, rep: OrgReport, *, since: datetime, until: datetime) -> None:
+    def _rewind_watermark(
+        self, org_pk: str, watermark: datetime, until: datetime
+    ) -> datetime | None:
+        """A watermark ahead of the server's time (set under a wrong client clock) moved back.
+
+        The orders stored carry the server's timestamps: the latest of them is a position every
+        change after which may still be unread, so the run restarts there (minus the overlap).
+        """
+        latest = wh_state.latest_change(self.db, org_pk)
+        target = min(latest, until) if latest is not None else None
+        log.warning(
+            "org %s: the watermark %s is ahead of the API server's time %s (set while a clock "
+            "was wrong?); re-reading from the latest change stored (%s)",
+            org_pk,
+            format_api_datetime(watermark),
+            format_api_datetime(until),
+            format_api_datetime(target) if target else "the beginning",
+        )
+        wh_state.rewind_watermark(self.db, org_pk, target)
+        return target
+
+    def _sync_window_org(self, rep: OrgReport, *, since: datetime, until: datetime | None) -> None:
         """Backfill one window of one org; the live watermark is left alone."""
+        if until is None:
+            until = self.server_now()
+            if since >= until:
+                raise ConfigError(
+                    f"--since ({since.isoformat()}) must be before the server's current time "
+                    f"({until.isoformat()})"
+                )
         rep.watermark_before = wh_state.get_watermark(self.db, rep.org_pk)
         self._load_window(rep, Window(since, until), live=False)
         rep.watermark_after = wh_state.get_watermark(self.db, rep.org_pk)
@@ -730,7 +776,8 @@ class SyncEngine:
                 "deletions. Check the token's access to the org, or run "
                 "`rc-sync reconcile --force`."
             )
-        now = utc_now()
+        # Marks are compared with versions' nested_updated_at (the server's clock).
+        now = self.server_now()
         history = self.settings.history
         rep.orders_deleted = wh_state.mark_deleted(self.db, rep.org_pk, gone, now, history=history)
         rep.orders_restored = wh_state.clear_deleted(
@@ -742,24 +789,34 @@ class SyncEngine:
         )
 
     def _reconcile_org(self, rep: OrgReport, *, force: bool) -> None:
-        """Compare a verified compact listing with the warehouse; mark deletions and returns."""
-        self.progress.start_org(rep.org_pk, "reconcile", None)
-        listing = self.reader.list_all(rep.org_pk)
-        present: set[str] = set()
-        for url in listing:
-            order_pk = parse_object_url(url).order_pk
-            if order_pk is not None:
-                present.add(order_pk)
-        live_known = set(wh_state.known_orders(self.db, rep.org_pk))
-        deleted = wh_state.deleted_orders(self.db, rep.org_pk)
-        self._apply_listing(rep, present, live_known, deleted, force=force)
-        rep.path = "compact-listing"
-        rep.orders_read = len(present)
-        self.progress.advance(len(present))
-        self.progress.finish_org(
-            f"{len(present)} orders at the source, {rep.orders_deleted} marked deleted, "
-            f"{rep.orders_restored} restored"
-        )
+        """Compare a verified compact listing with the warehouse; mark deletions and returns.
+
+        Holds the org's run lock, so reconcile and live syncs of one org take turns. The
+        warehouse's orders are read before the listing: an order a backfill stores while the
+        listing runs is not in that snapshot, so it cannot be taken for a deleted one.
+        """
+        with org_run_lock(self.db, rep.org_pk, timeout_s=self.settings.lock_timeout_s):
+            self.progress.start_org(rep.org_pk, "reconcile", None)
+            live_known = set(wh_state.known_orders(self.db, rep.org_pk))
+            listing = self.reader.list_all(rep.org_pk)
+            present: set[str] = set()
+            for url in listing:
+                order_pk = parse_object_url(url).order_pk
+                if order_pk is not None:
+                    present.add(order_pk)
+            deleted = wh_state.deleted_orders(self.db, rep.org_pk)
+            self._apply_listing(rep, present, live_known, deleted, force=force)
+            rep.path = "compact-listing"
+            rep.orders_read = len(present)
+            self.progress.advance(len(present))
+            self.progress.finish_org(
+                f"{len(present)} orders at the source, {rep.orders_deleted} marked deleted, "
+                f"{rep.orders_restored} restored"
+            )
+
+    def server_now(self) -> datetime:
+        """The API server's current time, as far as its responses tell (see ServerClock)."""
+        return self.client.server_clock.now()
 
 
 class _BatchWriter:

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     lock_timeout_s: float = Field(
         60.0, ge=0, validation_alias=_env("lock_timeout_s", "RC_SYNC_LOCK_TIMEOUT")
     )
+    clock_skew_warning_s: float = Field(
+        60.0, gt=0, validation_alias=_env("clock_skew_warning_s", "RC_SYNC_CLOCK_SKEW_WARNING")
+    )
     batch_orders: int = Field(
         1000, ge=1, le=100_000, validation_alias=_env("batch_orders", "RC_SYNC_BATCH_ORDERS")
     )

@@ -56,6 +56,35 @@ def get_watermark(engine: Engine, org_pk: str) -> datetime | None:
         ).scalar_one_or_none()
 
 
+def reset_watermark(engine: Engine, org_pk: str) -> None:
+    """Forget the org's watermark (the next incremental run reads everything)."""
+    rewind_watermark(engine, org_pk, None)
+
+
+def rewind_watermark(engine: Engine, org_pk: str, watermark: datetime | None) -> None:
+    """Set the org's watermark to `watermark` even if that is earlier (None = forget it).
+
+    Moving a watermark back only makes the next run read more; used for a reset by an
+    operator and for a watermark found ahead of the server's clock.
+    """
+    state = models.sync_state_table
+    with write_transaction(engine, org_pk) as conn:
+        conn.execute(
+            sa.update(state)
+            .where(state.c.org_pk == org_pk)
+            .values(watermark=watermark, watermark_updated_at=_now(), updated_at=_now())
+        )
+
+
+def latest_change(engine: Engine, org_pk: str) -> datetime | None:
+    """The latest nested_updated_at stored for the org (the server's clock), or None."""
+    orders = models.orders_table
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.max(orders.c.nested_updated_at)).where(orders.c.org_pk == org_pk)
+        ).scalar_one_or_none()
+
+
 # -- runs -----------------------------------------------------------------------
 
 
