@@ -21,6 +21,7 @@ from warehouse import models
 from warehouse.bulk import BulkWriter, quote
 from warehouse.db import chunks as _chunks
 from warehouse.db import retry_on_disconnect, write_transaction
+from warehouse.locks import verify_run_lock
 from warehouse.normalize import (
     DOC_HASH,
     NORMALIZE_VERSION,
@@ -151,6 +152,7 @@ class Loader:
                 if backfill_day is not None:
                     day = backfill_day
                     record_day_done(conn, org_pk, day.key, day.day, batch.synced_at)
+                verify_run_lock(conn, org_pk)  # last, just before the commit
                 return stats
 
         # The batch is one transaction: when its connection drops, nothing of it was

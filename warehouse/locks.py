@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from warehouse.db import RUN_LOCK_CLASS, is_memory_sqlite
+
+log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.1
 _MEMORY_LOCKS: dict[tuple[int, str], threading.Lock] = {}
@@ -67,33 +72,134 @@ def _deadline(timeout_s: float) -> float:
     return time.monotonic() + max(0.0, timeout_s)
 
 
+# The pid holding an org's run lock in this database (two-int4 advisory keys: classid, objid).
+_HOLDER_SQL = sa.text(
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND classid = :cls AND objid = ((hashtext(:org)::bigint + 4294967296) % 4294967296)::oid"
+)
+_HELD: weakref.WeakKeyDictionary[Engine, dict[str, _PgRunLock]] = weakref.WeakKeyDictionary()
+_HELD_GUARD = threading.Lock()
+
+
+class RunLockLost(RuntimeError):
+    """The org's run lock went away with its database session and another run holds it now."""
+
+    def __init__(self, org_pk: str) -> None:
+        super().__init__(
+            f"the run lock of org {org_pk} was lost (its database session ended) and another "
+            "rc-sync run holds it now; this run stopped before committing its next batch"
+        )
+        self.org_pk = org_pk
+
+
+class _PgRunLock:
+    """An org's session-level advisory lock, on a connection of its own, checked before commits.
+
+    Nothing watches an idle session: when it is terminated the lock is silently gone. So each
+    batch transaction asks pg_locks who holds the lock (verify): us, fine; nobody, take it
+    again; another session, stop (RunLockLost) before that batch commits.
+    """
+
+    def __init__(self, engine: Engine, org_pk: str) -> None:
+        self.engine = engine
+        self.org_pk = org_pk
+        self.params = {"cls": RUN_LOCK_CLASS, "org": org_pk}
+        self.conn: sa.Connection | None = None
+        self.pid: int | None = None
+        self.mutex = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        """One attempt on a fresh connection; keeps the connection when the lock was granted."""
+        conn = self.engine.connect()
+        try:
+            got = conn.execute(
+                sa.text("SELECT pg_try_advisory_lock(:cls, hashtext(:org))"), self.params
+            ).scalar()
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+            conn.commit()  # session-level lock: survives the commit, no open transaction held
+        except Exception:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return False
+        self.conn, self.pid = conn, int(pid or 0)
+        return True
+
+    def verify(self, work: sa.Connection) -> None:
+        """Make sure the lock is still ours before `work`'s transaction commits."""
+        with self.mutex:
+            holder = work.execute(_HOLDER_SQL, self.params).scalar()
+            if holder is not None and holder == self.pid:
+                return
+            if holder is None:
+                self._drop_connection()
+                if self.try_acquire():
+                    log.warning(
+                        "the run lock of org %s was lost (its database session ended); "
+                        "nobody else held it, so it was taken again",
+                        self.org_pk,
+                    )
+                    return
+            raise RunLockLost(self.org_pk)
+
+    def _drop_connection(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def release(self) -> None:
+        """Unlock; a session that already ended took the lock with it (only a warning then)."""
+        conn = self.conn
+        if conn is None:
+            return
+        try:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:cls, hashtext(:org))"), self.params)
+            conn.commit()
+        except Exception as exc:
+            log.warning(
+                "could not release the run lock of org %s (%s); its session has ended, "
+                "which released it",
+                self.org_pk,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            )
+            self._drop_connection()
+            return
+        conn.close()
+        self.conn = None
+
+
+def verify_run_lock(conn: sa.Connection, org_pk: str) -> None:
+    """Inside a write transaction: raise RunLockLost when this process held the org's run lock
+    and lost it to another run (PostgreSQL); re-take it when nobody holds it. No-op otherwise."""
+    if conn.dialect.name != "postgresql":
+        return
+    with _HELD_GUARD:
+        held = _HELD.get(conn.engine, {}).get(org_pk)
+    if held is not None:
+        held.verify(conn)
+
+
 @contextmanager
 def _pg_lock(engine: Engine, org_pk: str, timeout_s: float) -> Iterator[None]:
-    params = {"cls": RUN_LOCK_CLASS, "org": org_pk}
-    conn = engine.connect()
+    lock = _PgRunLock(engine, org_pk)
+    deadline = _deadline(timeout_s)
+    while not lock.try_acquire():
+        if time.monotonic() >= deadline:
+            raise LockTimeout(org_pk, timeout_s)
+        time.sleep(POLL_INTERVAL_S)
+    with _HELD_GUARD:
+        _HELD.setdefault(engine, {})[org_pk] = lock
     try:
-        deadline = _deadline(timeout_s)
-        while True:
-            got = conn.execute(
-                sa.text("SELECT pg_try_advisory_lock(:cls, hashtext(:org))"), params
-            ).scalar()
-            conn.commit()  # session-level lock: survives the commit, no open transaction while held
-            if got:
-                break
-            if time.monotonic() >= deadline:
-                raise LockTimeout(org_pk, timeout_s)
-            time.sleep(POLL_INTERVAL_S)
-        try:
-            yield
-        finally:
-            try:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:cls, hashtext(:org))"), params)
-                conn.commit()
-            except Exception:
-                conn.invalidate()  # closing the session releases the lock for sure
-                raise
+        yield
     finally:
-        conn.close()
+        with _HELD_GUARD:
+            _HELD.get(engine, {}).pop(org_pk, None)
+        lock.release()
 
 
 @contextmanager
