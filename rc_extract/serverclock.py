@@ -19,16 +19,20 @@ from rc_common.timefmt import utc_now
 logger = logging.getLogger(__name__)
 
 DEFAULT_SKEW_WARNING_S = 60.0
+# Offsets this small are within what a `Date` header can tell (one-second resolution plus the
+# time a response spends in flight): the local clock is then the more precise one, and a
+# remaining skew of a few seconds is covered by the incremental overlap (RC_SYNC_OVERLAP_SECONDS).
+TRUST_LOCAL_WITHIN_S = 5.0
 
 
 class ServerClock:
     """Estimates the server's time as local time plus the offset seen in `Date` headers.
 
     `Date` has one-second resolution and is stamped before the response travels, so every
-    observation is a lower bound of the true offset; the largest one seen is kept. The
-    estimate lags the server by at most a second plus the latency: a safe upper bound for a
-    window (a change above it is read by the next run). Without any `Date` header the local
-    clock is used.
+    observation is a lower bound of the true offset; the largest one seen is kept. Beyond
+    TRUST_LOCAL_WITHIN_S the estimate lags the server by at most a second plus the latency: a
+    safe upper bound for a window (a change above it is read by the next run). Within it, and
+    without any `Date` header, the local clock is used.
     """
 
     def __init__(
@@ -76,6 +80,9 @@ class ServerClock:
             )
 
     def now(self) -> datetime:
-        """The server's current time (local time when no `Date` header was seen yet)."""
+        """The server's current time: local time plus the offset seen, when it is beyond what
+        a `Date` header can resolve (local time when no header was seen yet)."""
         offset = self.offset
-        return self._wall() + (offset or timedelta(0))
+        if offset is None or abs(offset.total_seconds()) <= TRUST_LOCAL_WITHIN_S:
+            return self._wall()
+        return self._wall() + offset
