@@ -116,7 +116,7 @@ def run(orders: int, orgs: int, page_cap: int, seed: int) -> dict[str, Any]:
 def _orders_in_days(store: Any, days: list[date]) -> int:
     lo = datetime.combine(min(days), datetime.min.time(), tzinfo=UTC)
     hi = datetime.combine(max(days) + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    return len(store._window_orders(None, lo, hi))
+    return len(store.orders_in_window(None, lo, hi))
 
 
 # Measured with this module on the main branch before the request budget (commit e4e96be:
