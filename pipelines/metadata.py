@@ -69,6 +69,12 @@ def run_tags(report: RunReport) -> dict[str, str]:
         "rc_sync/api_requests": str(report.requests),
         "rc_sync/api_retries": str(report.retries),
         "rc_sync/api_429s": str(report.throttled),
+        "rc_sync/api_requests_by_purpose": ",".join(
+            f"{purpose}={count}" for purpose, count in sorted(report.requests_by_purpose.items())
+        )
+        or "none",
+        "rc_sync/api_budget": report.budget,
+        "rc_sync/api_budget_wait_s": f"{report.budget_wait_s:.1f}",
         "rc_sync/change_detection_path": ",".join(paths) or "n/a",
         "rc_sync/elapsed_s": f"{report.elapsed_s:.1f}",
     }

@@ -107,6 +107,8 @@ def test_a_range_in_one_run_resumes_under_the_same_key(sandbox: Any, target: Any
             assert sum(m["rows_inserted"].value for m in seen.values()) == len(expected[table])
         run_tags = instance.get_run_by_id(result.run_id).tags
         assert run_tags["rc_sync/days_done"] == str(7 * len(sandbox.store.org_pks()))
+        assert run_tags["rc_sync/api_requests_by_purpose"] != "none"
+        assert float(run_tags["rc_sync/api_budget_wait_s"]) >= 0
         again = dg.materialize(
             _assets(), tags=tags, resources=resources_for(sandbox, target), instance=instance
         )
