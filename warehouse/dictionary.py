@@ -24,6 +24,30 @@ def money(currency_column: str) -> str:
     return f"decimal amount in `{currency_column}`"
 
 
+def micros(currency_column: str) -> str:
+    """Unit label of an exact integer amount in millionths of the `currency_column` unit."""
+    return f"integer millionths of `{currency_column}`"
+
+
+def _micros(column: str, currency_column: str) -> tuple[str, str, str]:
+    """The dictionary row of a money column's exact integer twin."""
+    return (
+        f"{column}_micros",
+        f"{column} x 1,000,000 as an exact integer (sum this on SQLite; NULL when the amount "
+        "has more than 6 decimals)",
+        micros(currency_column),
+    )
+
+
+ISO_COUNTRY = "ISO 3166-1 alpha-2"
+LINE_KIND = (
+    "line_kind",
+    "goods, discount, tax, shipping, adjustment or other: kind normalized (synonyms mapped; "
+    "a missing kind is goods, or adjustment when the unit price is negative)",
+    TEXT,
+)
+
+
 @dataclass(frozen=True)
 class ColumnDoc:
     """What a column means and its unit."""
@@ -101,6 +125,10 @@ TABLES: dict[str, TableDoc] = {
                 "run `rc-sync rebuild`)",
                 COUNT,
             ),
+            _micros("billing_subtotal", "billing_currency"),
+            _micros("billing_shipping", "billing_currency"),
+            _micros("billing_tax", "billing_currency"),
+            _micros("billing_total", "billing_currency"),
         ),
     ),
     "boxes": TableDoc(
@@ -132,6 +160,10 @@ TABLES: dict[str, TableDoc] = {
             ("updated_at", "last change of the box", TS),
             ("custom_fields", "free name/value map set on the box", JSON),
             _SYNCED,
+            _micros("ship_cost", "currency"),
+            _micros("insured_value", "currency"),
+            _micros("declared_value", "currency"),
+            _micros("cod_value", "currency"),
         ),
     ),
     "items": TableDoc(
@@ -159,6 +191,8 @@ TABLES: dict[str, TableDoc] = {
             ("created_at", "when the item was created", TS),
             ("updated_at", "last change of the item", TS),
             _SYNCED,
+            _micros("unit_price", "currency"),
+            LINE_KIND,
         ),
     ),
     "addresses": TableDoc(
@@ -181,6 +215,12 @@ TABLES: dict[str, TableDoc] = {
             ("residential", "residential address", BOOL),
             ("validated", "address validated by ReadyCloud", BOOL),
             _SYNCED,
+            (
+                "country_code",
+                "country derived from `country` (names in English and 40 other languages, "
+                "ISO codes, common aliases); NULL plus a load issue when none is recognised",
+                ISO_COUNTRY,
+            ),
         ),
     ),
     "load_issues": TableDoc(
@@ -377,6 +417,9 @@ TABLES.update(
                 ("ship_to_region", "shipping.ship_to.region as received", TEXT),
                 ("raw", "the version's document as received", JSON),
                 ("normalize_version", "normalization version that typed this row", COUNT),
+                _micros("billing_subtotal", "billing_currency"),
+                _micros("billing_total", "billing_currency"),
+                ("ship_to_country_code", "country_code of ship_to in this version", ISO_COUNTRY),
             ),
         ),
         "box_history": TableDoc(
@@ -393,6 +436,7 @@ TABLES.update(
                 ("weight_g", "weight", GRAMS),
                 ("ship_cost", "shipping cost", money("currency")),
                 ("currency", "currency of ship_cost", CURRENCY),
+                _micros("ship_cost", "currency"),
             ),
         ),
         "item_history": TableDoc(
@@ -409,6 +453,8 @@ TABLES.update(
                 ("quantity", "quantity", COUNT),
                 ("unit_price", "price per unit", money("currency")),
                 ("currency", "currency of unit_price", CURRENCY),
+                _micros("unit_price", "currency"),
+                LINE_KIND,
             ),
         ),
     }
@@ -442,7 +488,12 @@ VIEWS: dict[str, TableDoc] = {
             ("quantity", "items.quantity", COUNT),
             ("unit_price", "items.unit_price", money("currency")),
             ("currency", "items.currency", CURRENCY),
-            ("line_total", "unit_price x quantity", money("currency")),
+            (
+                "line_total",
+                "unit_price x quantity (exact on both databases: on SQLite computed from the "
+                "micros)",
+                money("currency"),
+            ),
             ("unit_weight_g", "items.unit_weight_g", GRAMS),
             ("line_weight_g", "unit_weight_g x quantity", GRAMS),
             ("pick_location", "items.pick_location", TEXT),
@@ -453,7 +504,12 @@ VIEWS: dict[str, TableDoc] = {
             ("ship_to_city", "ship_to city", TEXT),
             ("ship_to_region", "ship_to region", TEXT),
             ("ship_to_post_code", "ship_to postal code", TEXT),
-            ("ship_to_country", "ship_to country", TEXT),
+            ("ship_to_country", "ship_to country as written at the source", TEXT),
+            ("line_kind", "items.line_kind", TEXT),
+            ("units", "quantity for goods lines, 0 for the others (sum it to count goods)", COUNT),
+            ("unit_price_micros", "items.unit_price_micros", micros("currency")),
+            ("line_total_micros", "unit_price_micros x quantity", micros("currency")),
+            ("ship_to_country_code", "ship_to country_code", ISO_COUNTRY),
         ),
         kind="view",
     ),
@@ -465,12 +521,24 @@ VIEWS: dict[str, TableDoc] = {
             ("day", "UTC calendar day of ordered_at", "date"),
             ("billing_currency", "billing currency of the orders", CURRENCY),
             ("orders", "number of orders", COUNT),
-            ("items", "number of item lines", COUNT),
-            ("units", "sum of item quantities", COUNT),
-            ("billing_subtotal", "sum of billing_subtotal", money("billing_currency")),
-            ("billing_shipping", "sum of billing_shipping", money("billing_currency")),
-            ("billing_tax", "sum of billing_tax", money("billing_currency")),
-            ("billing_total", "sum of billing_total", money("billing_currency")),
+            ("items", "number of goods lines (line_kind goods)", COUNT),
+            ("units", "sum of the goods lines' quantities", COUNT),
+            ("billing_subtotal", "sum of billing_subtotal (exact)", money("billing_currency")),
+            ("billing_shipping", "sum of billing_shipping (exact)", money("billing_currency")),
+            ("billing_tax", "sum of billing_tax (exact)", money("billing_currency")),
+            ("billing_total", "sum of billing_total (exact)", money("billing_currency")),
+            (
+                "billing_subtotal_micros",
+                "sum of billing_subtotal_micros",
+                micros("billing_currency"),
+            ),
+            (
+                "billing_shipping_micros",
+                "sum of billing_shipping_micros",
+                micros("billing_currency"),
+            ),
+            ("billing_tax_micros", "sum of billing_tax_micros", micros("billing_currency")),
+            ("billing_total_micros", "sum of billing_total_micros", micros("billing_currency")),
         ),
         kind="view",
     ),
@@ -499,8 +567,9 @@ SAMPLE_QUERIES: list[tuple[str, str]] = [
     ),
     (
         "Best-selling SKUs",
-        "SELECT part_number, SUM(quantity) AS units, COUNT(DISTINCT order_pk) AS orders\n"
+        "SELECT part_number, SUM(units) AS units, COUNT(DISTINCT order_pk) AS orders\n"
         "FROM order_lines\n"
+        "WHERE line_kind = 'goods'\n"
         "GROUP BY part_number\n"
         "ORDER BY units DESC\n"
         "LIMIT 20;",

@@ -334,7 +334,15 @@ def _deletion_kept(deleted_at: datetime | None, nested: datetime | None) -> date
 _ORDER_VERSION_COLUMNS = tuple(
     c
     for c in wh_history.ORDER_CONTENT
-    if c not in ("raw", "content_hash", "ship_to_country", "ship_to_region", "normalize_version")
+    if c
+    not in (
+        "raw",
+        "content_hash",
+        "ship_to_country",
+        "ship_to_region",
+        "ship_to_country_code",
+        "normalize_version",
+    )
 )
 
 
@@ -345,18 +353,19 @@ def history_versions(
     orders = batch.orders
     pks = orders["order_pk"].tolist()
     wanted = {pks[i] for i in positions}
-    ship_to: dict[str, tuple[Any, Any]] = {}
+    ship_to: dict[str, tuple[Any, Any, Any]] = {}
     addresses = batch.addresses
     if len(addresses):
-        for pk, role, country, region in zip(
+        for pk, role, country, region, code in zip(
             addresses["order_pk"].tolist(),
             addresses["role"].tolist(),
             addresses["country"].tolist(),
             addresses["region"].tolist(),
+            addresses["country_code"].tolist(),
             strict=True,
         ):
             if role == "ship_to" and pk in wanted:
-                ship_to[pk] = (country, region)
+                ship_to[pk] = (country, region, code)
     children: dict[str, dict[wh_history.ChildKey, dict[str, Any]]] = {pk: {} for pk in wanted}
     for name, frame_name in (("box_history", "boxes"), ("item_history", "items")):
         frame = batch.tables[frame_name]
@@ -385,13 +394,14 @@ def history_versions(
         valid_from = columns["nested_updated_at"][i]
         if valid_from is None:
             continue  # no version time: nothing to place on a timeline (a load issue says why)
-        country, region = ship_to.get(pk, (None, None))
+        country, region, code = ship_to.get(pk, (None, None, None))
         content = {c: columns[c][i] for c in _ORDER_VERSION_COLUMNS}
         content.update(
             raw=raw_json[i],
             content_hash=doc_hashes[i],
             ship_to_country=country,
             ship_to_region=region,
+            ship_to_country_code=code,
             normalize_version=NORMALIZE_VERSION,
         )
         versions[pk] = wh_history.Version(

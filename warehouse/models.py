@@ -82,6 +82,11 @@ class Order(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(index=True)
     synced_at: Mapped[datetime]
     normalize_version: Mapped[int | None]
+    # Exact integer twins of the money columns (millionths of the currency unit).
+    billing_subtotal_micros: Mapped[int | None]
+    billing_shipping_micros: Mapped[int | None]
+    billing_tax_micros: Mapped[int | None]
+    billing_total_micros: Mapped[int | None]
 
 
 class Box(Base):
@@ -120,6 +125,10 @@ class Box(Base):
     updated_at: Mapped[datetime | None]
     custom_fields: Mapped[dict[str, Any] | None]
     synced_at: Mapped[datetime]
+    ship_cost_micros: Mapped[int | None]
+    insured_value_micros: Mapped[int | None]
+    declared_value_micros: Mapped[int | None]
+    cod_value_micros: Mapped[int | None]
 
 
 class Item(Base):
@@ -156,6 +165,8 @@ class Item(Base):
     created_at: Mapped[datetime | None]
     updated_at: Mapped[datetime | None]
     synced_at: Mapped[datetime]
+    unit_price_micros: Mapped[int | None]
+    line_kind: Mapped[str | None]
 
 
 class Address(Base):
@@ -186,6 +197,7 @@ class Address(Base):
     residential: Mapped[bool | None]
     validated: Mapped[bool | None]
     synced_at: Mapped[datetime]
+    country_code: Mapped[str | None]
 
 
 class LoadIssue(Base):
@@ -339,6 +351,9 @@ class OrderHistory(_Validity, Base):
     ship_to_region: Mapped[str | None]
     raw: Mapped[dict[str, Any] | None]
     normalize_version: Mapped[int | None]
+    billing_subtotal_micros: Mapped[int | None]
+    billing_total_micros: Mapped[int | None]
+    ship_to_country_code: Mapped[str | None]
 
 
 class BoxHistory(_Validity, Base):
@@ -355,6 +370,7 @@ class BoxHistory(_Validity, Base):
     weight_g: Mapped[Decimal | None]
     ship_cost: Mapped[Decimal | None]
     currency: Mapped[str | None]
+    ship_cost_micros: Mapped[int | None]
 
 
 class ItemHistory(_Validity, Base):
@@ -371,6 +387,8 @@ class ItemHistory(_Validity, Base):
     quantity: Mapped[int | None]
     unit_price: Mapped[Decimal | None]
     currency: Mapped[str | None]
+    unit_price_micros: Mapped[int | None]
+    line_kind: Mapped[str | None]
 
 
 class ApiBudget(Base):

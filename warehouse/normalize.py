@@ -21,11 +21,11 @@ import pandas as pd
 
 from rc_common.paths import ObjectRef, parse_object_url
 from rc_common.tables import TABLE_KEYS
-from warehouse import parsing
+from warehouse import derive, parsing
 from warehouse.parsing import BAD_TEXT, clean_text, raw_text
 
 # Bump when normalization changes: content hashes change, so every order is rewritten once.
-NORMALIZE_VERSION = 1
+NORMALIZE_VERSION = 2  # 2: _micros money twins, addresses.country_code, items.line_kind
 UNKNOWN_ORDER = "?"
 
 TEXT, DATETIME, MONEY, BOOL, INT, WEIGHT, LENGTH, JSON_LIST, JSON_OBJECT = (
@@ -724,6 +724,9 @@ def normalize_orders(
             extra = (DOC_HASH,)
         frames[table], found = _type_table(table, walker.rows[table], synced_at, extra)
         issue_rows.extend(found)
+        # Derived columns (warehouse.derive): money micros, country codes, line kinds.
+        money = tuple(f.column for f in FIELDS[table] if f.kind == MONEY)
+        issue_rows.extend(derive.add_derived_columns(table, frames[table], money, ROW_KEY))
     if issue_rows:
         unique: dict[tuple[Any, ...], dict[str, Any]] = {}
         for row in issue_rows:  # the first issue per (org, order, table, row, column) wins

@@ -19,12 +19,16 @@ SELECT
     o.ship_via, o.ship_type, o.warehouse,
     b.tracking_number, b.package_type, b.delivered_at,
     i.kind, i.part_number, i.code, i.description, i.quantity,
-    i.unit_price, i.currency, i.unit_price * i.quantity AS line_total,
+    i.unit_price, i.currency, {line_total} AS line_total,
     i.unit_weight_g, i.unit_weight_g * i.quantity AS line_weight_g,
     i.pick_location, i.origin_country_code,
     st.first_name AS ship_to_first_name, st.last_name AS ship_to_last_name,
     st.company AS ship_to_company, st.city AS ship_to_city, st.region AS ship_to_region,
-    st.post_code AS ship_to_post_code, st.country AS ship_to_country
+    st.post_code AS ship_to_post_code, st.country AS ship_to_country,
+    i.line_kind,
+    CASE WHEN i.line_kind = 'goods' THEN i.quantity ELSE 0 END AS units,
+    i.unit_price_micros, i.unit_price_micros * i.quantity AS line_total_micros,
+    st.country_code AS ship_to_country_code
 FROM items i
 JOIN boxes b
   ON b.org_pk = i.org_pk AND b.order_pk = i.order_pk AND b.box_pk = i.box_pk
@@ -44,19 +48,45 @@ SELECT
     COUNT(*) AS orders,
     COALESCE(SUM(it.items), 0) AS items,
     COALESCE(SUM(it.units), 0) AS units,
-    SUM(o.billing_subtotal) AS billing_subtotal,
-    SUM(o.billing_shipping) AS billing_shipping,
-    SUM(o.billing_tax) AS billing_tax,
-    SUM(o.billing_total) AS billing_total
+    {billing_subtotal} AS billing_subtotal,
+    {billing_shipping} AS billing_shipping,
+    {billing_tax} AS billing_tax,
+    {billing_total} AS billing_total,
+    SUM(o.billing_subtotal_micros) AS billing_subtotal_micros,
+    SUM(o.billing_shipping_micros) AS billing_shipping_micros,
+    SUM(o.billing_tax_micros) AS billing_tax_micros,
+    SUM(o.billing_total_micros) AS billing_total_micros
 FROM orders o
 LEFT JOIN (
     SELECT org_pk, order_pk, COUNT(*) AS items, SUM(quantity) AS units
     FROM items
+    WHERE line_kind = 'goods'
     GROUP BY org_pk, order_pk
 ) it ON it.org_pk = o.org_pk AND it.order_pk = o.order_pk
 WHERE o.deleted_at IS NULL AND o.ordered_at IS NOT NULL
 GROUP BY o.org_pk, {day}, o.billing_currency
 """
+
+# Money in the views. PostgreSQL's NUMERIC is exact as it is. SQLite has no decimal type
+# (amounts are REAL), so its views compute with the exact integer `_micros` twins and divide
+# once at the end: the one rounding gives the double nearest the exact decimal, which reads
+# back (shortest repr) as that decimal. Fallback to the REAL amount only where an amount
+# has no micros twin (more than six decimals; a load issue says so).
+MICROS = 1_000_000
+LINE_TOTAL = {
+    "postgresql": "i.unit_price * i.quantity",
+    "sqlite": (
+        f"COALESCE(i.unit_price_micros * i.quantity / {MICROS}.0, i.unit_price * i.quantity)"
+    ),
+}
+
+
+def _sum_money(dialect: str, column: str) -> str:
+    """The exact sum of a money column of `orders o` in the dialect."""
+    if dialect == "sqlite":
+        return f"SUM(o.{column}_micros) / {MICROS}.0"
+    return f"SUM(o.{column})"
+
 
 # One row per observed change of an order's shipping or billing status, from order_history.
 # The first version rc-sync saw of an order is not a change (its status was not seen changing).
@@ -107,9 +137,14 @@ def create_view_statements(dialect: str) -> list[str]:
     """CREATE VIEW statements for `dialect` ('sqlite' or 'postgresql'), in dependency order."""
     day = UTC_DAY.get(dialect, UTC_DAY["postgresql"]).format(col="o.ordered_at")
     distinct = DISTINCT.get(dialect, DISTINCT["postgresql"])
+    money_dialect = "sqlite" if dialect == "sqlite" else "postgresql"
+    sums = {
+        column: _sum_money(money_dialect, column)
+        for column in ("billing_subtotal", "billing_shipping", "billing_tax", "billing_total")
+    }
     return [
-        ORDER_LINES.strip(),
-        DAILY_ORDER_SUMMARY.format(day=day).strip(),
+        ORDER_LINES.format(line_total=LINE_TOTAL[money_dialect]).strip(),
+        DAILY_ORDER_SUMMARY.format(day=day, **sums).strip(),
         ORDER_STATUS_CHANGES.format(distinct=distinct).strip(),
     ]
 
