@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines.assets import readycloud_sync, readycloud_views
+from pipelines.check import readycloud_check
 from pipelines.checks import readycloud_integrity_checks, row_count_matches_api
 from pipelines.executors import executor_from_settings
 from pipelines.rebuild import readycloud_rebuild
@@ -38,7 +39,7 @@ def build_resource() -> RcSyncResource:
 defs = dg.Definitions(
     assets=[readycloud_sync, readycloud_views],
     asset_checks=[readycloud_integrity_checks, row_count_matches_api, webhooks_healthy],
-    jobs=[readycloud_refresh_job, readycloud_reconcile, readycloud_rebuild],
+    jobs=[readycloud_refresh_job, readycloud_reconcile, readycloud_rebuild, readycloud_check],
     schedules=[readycloud_refresh, readycloud_reconcile_daily],
     sensors=[readycloud_webhook_events],
     resources={"rc_sync": build_resource()},

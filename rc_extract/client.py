@@ -374,6 +374,7 @@ class ReadyCloudClient:
         # Which failures are retried (and after how long): see rc_extract.retry.
         self.retry_decision = retry if retry is not None else default_retry_decision()
         self._ever_answered = False  # set once any HTTP response arrived
+        self._closed = threading.Event()
         self._sleep = sleep
         self._clock = clock
         self._rand = rand
@@ -393,8 +394,15 @@ class ReadyCloudClient:
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool; requests still in flight on other threads fail without
+        retries or retry warnings (Ctrl-C: the run stops quietly)."""
+        self._closed.set()
         self._http.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._closed.is_set()
 
     def __enter__(self) -> ReadyCloudClient:
         return self
@@ -717,7 +725,8 @@ class ReadyCloudClient:
             rand=self._rand,
         )
         retrying = tenacity.Retrying(
-            retry=policy.retry,
+            # A closed client (the run is stopping) retries nothing: its sockets are gone.
+            retry=lambda state: not self._closed.is_set() and policy.retry(state),
             wait=policy.wait,
             stop=stop,
             sleep=self._sleep,
@@ -813,6 +822,8 @@ class ReadyCloudClient:
         self, state: tenacity.RetryCallState, display: str, stop: DeadlineStop
     ) -> None:
         """Count and log a retry (never the token), saying when the request will give up."""
+        if self._closed.is_set():
+            return
         exc = state.outcome.exception() if state.outcome else None
         self.stats.record_retry()
         remaining = (

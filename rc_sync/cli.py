@@ -15,13 +15,21 @@ from rich.table import Table
 
 from rc_common.tables import DATA_TABLES
 from rc_common.timefmt import parse_user_datetime
-from rc_sync.errors import EXIT_CONFIG, EXIT_FAILED, ConfigError, describe_failure
+from rc_sync.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    ConfigError,
+    describe_failure,
+)
 from rc_sync.report import RunReport
 from rc_sync.settings import Settings, load_settings
 from rc_sync.summary import print_report, requests_line
 
 log = logging.getLogger("rc_sync")
-console = Console()
+# In a pipe or a file, rich's default of 80 columns would truncate table cells and break long
+# lines (commands included) wherever it likes: there, lines are as long as their content.
+console = Console() if sys.stdout.isatty() else Console(width=1000, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
 
@@ -38,7 +46,12 @@ def _redact(text: str, settings: Settings | None) -> str:
 
 
 def _fail(code: int, message: str) -> NoReturn:
-    err_console.print(f"[bold red]rc-sync:[/] {message}", highlight=False, soft_wrap=True)
+    from rc_sync import logs
+
+    if logs.json_logs():
+        print(logs.error_line(message, code), file=sys.stderr, flush=True)
+    else:
+        err_console.print(f"[bold red]rc-sync:[/] {message}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
@@ -47,7 +60,8 @@ def _guarded(settings: Settings | None, action: Callable[[], Any], debug: bool) 
     try:
         return action()
     except KeyboardInterrupt:
-        _fail(EXIT_FAILED, "interrupted; everything committed before the interrupt is kept")
+        # 130 = 128 + SIGINT, what shells and schedulers expect of an interrupted command.
+        _fail(EXIT_INTERRUPTED, "interrupted; everything committed before the interrupt is kept")
     except Exception as exc:
         if debug:
             raise
@@ -60,32 +74,16 @@ def _guarded(settings: Settings | None, action: Callable[[], Any], debug: bool) 
         _fail(code, _redact(message, settings))
 
 
-def _setup_logging(verbose: int) -> None:
-    """Log lines on stderr: through rich above the progress bars on a terminal, plain elsewhere."""
-    from rich.logging import RichHandler
-
-    from rc_sync.progress import STDERR
-
-    level = logging.DEBUG if verbose else logging.INFO
-    if sys.stderr.isatty():
-        handler: logging.Handler = RichHandler(console=STDERR, show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    # httpx logs every request URL at INFO; our own lines say enough.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
 class Ctx:
     """Options given on the command group, applied on top of the environment."""
 
-    def __init__(self, overrides: dict[str, Any], verbose: int, debug: bool) -> None:
+    def __init__(
+        self, overrides: dict[str, Any], verbose: int, debug: bool, log_settings: Any
+    ) -> None:
         self.overrides = overrides
         self.verbose = verbose
         self.debug = debug
+        self.log_settings = log_settings
 
     def settings(self, **more: Any) -> Settings:
         """Settings from env/.env plus the command-line overrides."""
@@ -108,6 +106,11 @@ pass_ctx = click.make_pass_decorator(Ctx)
     help="The App's GET budget, e.g. 30/min, 20/4s, off (READYCLOUD_RATE_LIMIT).",
 )
 @click.option("--max-rps", type=float, hidden=True, help="Deprecated: use --rate-limit.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["human", "json"], case_sensitive=False),
+    help="Log lines as text or one JSON object per line (RC_SYNC_LOG_FORMAT).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="rc-sync")
@@ -122,12 +125,21 @@ def cli(
     concurrency: int | None,
     rate_limit: str | None,
     max_rps: float | None,
+    log_format: str | None,
     verbose: int,
     debug: bool,
 ) -> None:
     """Keep a SQL warehouse in step with ReadyCloud. Settings come from the environment, a .env
     file, or these options."""
-    _setup_logging(verbose)
+    from rc_sync.logs import setup_logging
+    from rc_sync.settings import load_log_settings
+
+    try:
+        log_settings = load_log_settings(log_format=log_format)
+    except ConfigError as exc:
+        setup_logging(verbose)
+        _fail(EXIT_CONFIG, str(exc))
+    setup_logging(verbose, log_settings.log_format)
     ctx.obj = Ctx(
         {
             "readycloud_base_url": base_url,
@@ -141,14 +153,20 @@ def cli(
         },
         verbose,
         debug,
+        log_settings,
     )
 
 
 def _settings(ctx: Ctx) -> Settings:
+    from rc_sync.logs import add_secret
+
     try:
-        return ctx.settings()
+        settings = ctx.settings()
     except ConfigError as exc:
         _fail(EXIT_CONFIG, str(exc))
+    token = settings.readycloud_api_token
+    add_secret(token.get_secret_value() if token is not None else None)
+    return settings
 
 
 @cli.command()
@@ -352,15 +370,88 @@ def rebuild(
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
+@pass_ctx
+def check(ctx: Ctx, as_json: bool) -> None:
+    """Check the configuration, the API (one request) and the warehouse; exit 0 or 2."""
+    import json
+
+    from rc_sync.check import FAIL, run_check
+    from rc_sync.errors import EXIT_OK
+    from rc_sync.logs import add_secret
+
+    def load() -> Settings:
+        settings = ctx.settings()
+        token = settings.readycloud_api_token
+        add_secret(token.get_secret_value() if token is not None else None)
+        return settings
+
+    report = _guarded(None, lambda: run_check(load), ctx.debug)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        width = max(len(v.item) for v in report.verdicts)
+        for v in report.verdicts:
+            mark = f"{v.verdict:<7}"
+            mark = f"[bold red]{mark}[/]" if v.verdict == FAIL else mark
+            console.print(
+                f"{v.item:<{width}}  {mark}  {v.detail}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        verdict = "all checks passed" if report.ok else "some checks FAILED: fix what they say"
+        console.print(f"{verdict} ({report.requests} API request(s))", highlight=False)
+    sys.exit(EXIT_OK if report.ok else EXIT_CONFIG)
+
+
+@cli.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print the settings as JSON.")
+@pass_ctx
+def config_command(ctx: Ctx, as_json: bool) -> None:
+    """Show the effective settings and where each came from (the token only as set/unset)."""
+    import json
+
+    from rc_sync.settings import describe_settings
+
+    settings = _settings(ctx)
+    rows = describe_settings(settings, ctx.log_settings, ctx.overrides)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [{"variable": r.variable, "value": r.value, "source": r.source} for r in rows],
+                indent=2,
+            )
+        )
+        return
+    width = max(len(r.variable) for r in rows)
+    for r in rows:
+        click.echo(f"{r.variable:<{width}}  {r.value}  ({r.source})")
+
+
+@cli.command()
+@click.option(
+    "--orgs",
+    "orgs_text",
+    metavar="PK,PK",
+    help="Only these orgs (default: the global --orgs / READYCLOUD_ORGS, else every org).",
+)
+@click.option(
+    "--wide",
+    is_flag=True,
+    help="One table row per org (needs about 135 columns) instead of blocks.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_ctx
-def status(ctx: Ctx, as_json: bool) -> None:
+def status(ctx: Ctx, orgs_text: str | None, wide: bool, as_json: bool) -> None:
     """Per org: watermark, last run, row counts and open load issues."""
     import json
 
     from rc_sync.engine import SyncEngine
 
     settings = _settings(ctx)
+    if orgs_text is not None:
+        settings = _settings_with_orgs(ctx, orgs_text)
+    orgs = settings.orgs
 
     def action() -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
         from datetime import UTC, timedelta
@@ -369,7 +460,10 @@ def status(ctx: Ctx, as_json: bool) -> None:
 
         with SyncEngine(settings) as engine:
             since = datetime.now(UTC) - timedelta(days=7)
-            return list(engine.status()), wh.status(engine.db, since), engine.budget_status()
+            hooks = wh.status(engine.db, since)
+            if orgs is not None:
+                hooks = {org: st for org, st in hooks.items() if org in orgs}
+            return list(engine.status(orgs)), hooks, engine.budget_status()
 
     rows, hooks, budget = _guarded(settings, action, ctx.debug)
     if as_json:
@@ -380,11 +474,84 @@ def status(ctx: Ctx, as_json: bool) -> None:
                 item["webhooks"] = {**_as_plain(hook), "miss_rate": hook.miss_rate}
         click.echo(json.dumps(plain, default=str, indent=2))
         return
-    if not rows:
-        console.print("no org has been synced yet; run `rc-sync sync`")
-        _print_webhook_status(hooks)
-        _print_budget(budget)
-        return
+    width = _text_width()
+    if not rows and orgs is not None:
+        _echo_lines(_wrap(f"no synced org matches {', '.join(orgs)}", width))
+    elif not rows:
+        _echo_lines(_wrap("no org has been synced yet; run `rc-sync sync`", width))
+    elif wide:
+        _print_status_table(rows)
+    else:
+        for row in rows:
+            _echo_lines(_status_block(row, width))
+    stale = sum(row.stale_orders for row in rows)
+    if stale:
+        _echo_lines(
+            _wrap(
+                f"{stale} orders were normalized by an older rc-sync normalization version than "
+                "the installed one: run `rc-sync rebuild` to re-derive them from the stored "
+                "documents (no API requests).",
+                width,
+            )
+        )
+    _print_webhook_status(hooks, wide, width)
+    _print_budget(budget)
+
+
+def _settings_with_orgs(ctx: Ctx, orgs_text: str) -> Settings:
+    """Settings with a command's own --orgs (validated like READYCLOUD_ORGS)."""
+    try:
+        return ctx.settings(readycloud_orgs=orgs_text)
+    except ConfigError as exc:
+        _fail(EXIT_CONFIG, str(exc))
+
+
+def _text_width() -> int | None:
+    """Columns for plain text: the terminal's (at most 100), or None (no wrapping) in a pipe."""
+    if not sys.stdout.isatty():
+        return None
+    return min(console.width, 100)
+
+
+def _wrap(text: str, width: int | None) -> list[str]:
+    from rc_sync.textout import wrap
+
+    return wrap(text, width)
+
+
+def _echo_lines(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
+
+
+def _status_block(row: Any, width: int | None) -> list[str]:
+    """One org of `rc-sync status` as a block of lines that fits 80 columns."""
+    from rc_sync.textout import block
+
+    counts = row.row_counts or {}
+    last = (
+        f"{row.last_run_kind} {row.last_run_status} at {row.last_run_at:%Y-%m-%d %H:%M}Z"
+        if row.last_run_at
+        else "never"
+    )
+    children = ", ".join(f"{counts.get(t, 0):,} {t}" for t in DATA_TABLES if t != "orders")
+    fields = [
+        (
+            "watermark",
+            f"{row.watermark:%Y-%m-%d %H:%M:%S}Z" if row.watermark else "none (next sync is full)",
+        ),
+        ("last run", last),
+        ("orders", f"{counts.get('orders', 0):,} ({row.orders_deleted:,} deleted at the source)"),
+        ("children", children),
+        ("open issues", f"{row.open_issues:,}"),
+    ]
+    if row.stale_orders:
+        fields.append(("stale", f"{row.stale_orders:,} orders need `rc-sync rebuild`"))
+    return block(f"org {row.org_pk}", fields, width)
+
+
+def _print_status_table(rows: list[Any]) -> None:
+    """`rc-sync status --wide`: one table row per org."""
     table = Table(title="rc-sync status")
     for col in (
         "org",
@@ -398,7 +565,9 @@ def status(ctx: Ctx, as_json: bool) -> None:
         "open issues",
     ):
         table.add_column(
-            col, justify="left" if col in {"org", "watermark", "last run"} else "right"
+            col,
+            justify="left" if col in {"org", "watermark", "last run"} else "right",
+            no_wrap=col in {"org", "watermark"},
         )
     for row in rows:
         counts = row.row_counts or {}
@@ -416,40 +585,55 @@ def status(ctx: Ctx, as_json: bool) -> None:
             str(row.open_issues),
         )
     console.print(table)
-    stale = sum(row.stale_orders for row in rows)
-    if stale:
-        console.print(
-            f"{stale} orders were normalized by an older rc-sync normalization version than the "
-            "installed one: run `rc-sync rebuild` to re-derive them from the stored documents "
-            "(no API requests)."
-        )
-    _print_webhook_status(hooks)
-    _print_budget(budget)
 
 
-def _print_webhook_status(hooks: dict[str, Any]) -> None:
+def _print_webhook_status(
+    hooks: dict[str, Any], wide: bool = False, width: int | None = 80
+) -> None:
     """The webhook part of `rc-sync status` (only when webhooks are in use)."""
     if not hooks:
         return
-    table = Table(title="webhooks (last 7 days)")
-    for col in ("org", "registered", "received", "pending", "last received", "miss rate"):
-        table.add_column(col, justify="left" if col in {"org", "last received"} else "right")
-    for org, st in hooks.items():
+    from rc_sync.textout import block
+
+    def rate_text(st: Any) -> str:
         rate = st.miss_rate
-        table.add_row(
-            org,
-            f"{st.registered}" + (f" ({st.suspended} SUSPENDED)" if st.suspended else ""),
-            str(st.received),
-            str(st.pending),
-            f"{st.last_received_at:%Y-%m-%d %H:%M:%S}Z" if st.last_received_at else "never",
-            "-" if rate is None else f"{rate:.1%} ({st.misses} of {st.hits + st.misses})",
-        )
-    console.print(table)
+        return "-" if rate is None else f"{rate:.1%} ({st.misses} of {st.hits + st.misses})"
+
+    def last_text(st: Any) -> str:
+        return f"{st.last_received_at:%Y-%m-%d %H:%M:%S}Z" if st.last_received_at else "never"
+
+    def registered_text(st: Any) -> str:
+        return f"{st.registered}" + (f" ({st.suspended} SUSPENDED)" if st.suspended else "")
+
+    if wide:
+        table = Table(title="webhooks (last 7 days)")
+        for col in ("org", "registered", "received", "pending", "last received", "miss rate"):
+            table.add_column(col, justify="left" if col in {"org", "last received"} else "right")
+        for org, st in hooks.items():
+            table.add_row(
+                org,
+                registered_text(st),
+                str(st.received),
+                str(st.pending),
+                last_text(st),
+                rate_text(st),
+            )
+        console.print(table)
+    else:
+        for org, st in hooks.items():
+            fields = [
+                ("registered", registered_text(st)),
+                ("received", f"{st.received} in the last 7 days, {st.pending} pending"),
+                ("last received", last_text(st)),
+                ("miss rate", rate_text(st)),
+            ]
+            _echo_lines(block(f"webhooks of org {org}", fields, width))
     if any(st.suspended for st in hooks.values()):
         err_console.print(
             "[bold red]a webhook is SUSPENDED[/]: ReadyCloud stopped delivering to it. Run "
             "`rc-sync webhooks list` for details.",
             highlight=False,
+            soft_wrap=True,
         )
 
 

@@ -60,7 +60,8 @@ def run_demo(*, n_orders: int, warehouse_url: str, console: Console) -> None:
         "\n[bold]Next steps[/]\n"
         "  • real data: export READYCLOUD_API_TOKEN=... (README: 'Getting a token'), then `rc-sync sync`\n"
         "  • PostgreSQL: export WAREHOUSE_URL=postgresql://user@host/db, then `rc-sync migrate`\n"
-        "  • Dagster: RC_SANDBOX=1 dagster dev -w workspace.yaml (README: 'Running in Dagster')\n"
+        "  • check a real configuration: `rc-sync check`; see every setting: `rc-sync config`\n"
+        "  • Dagster: source .venv/bin/activate; RC_SANDBOX=1 dg dev (README: 'Running in Dagster')\n"
         f"demo finished in {time.monotonic() - started:.1f}s"
     )
 

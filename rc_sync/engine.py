@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from rc_common.paths import parse_object_url, validate_org_pk
 from rc_common.tables import DATA_TABLES, PARENTS, TableCounts, sum_counts
 from rc_common.timefmt import day_bounds, format_api_datetime, parse_api_datetime, utc_now
+from rc_extract import errors as api_errors
 from rc_extract.budget import PollingBudget, Priority, priority, purpose
 from rc_extract.changes import PROBES, Capabilities, ChangeReader, Window
 from rc_extract.client import ReadyCloudClient
@@ -37,7 +38,7 @@ from warehouse import quality
 from warehouse import rebuild as wh_rebuild
 from warehouse import state as wh_state
 from warehouse import webhooks as wh_webhooks
-from warehouse.db import describe_db_error, retry_on_disconnect
+from warehouse.db import describe_db_error, is_read_only, retry_on_disconnect
 from warehouse.history import BACKFILL, RECONCILE, SYNC
 from warehouse.load import BackfillDay, Loader, LoadStats
 from warehouse.locks import org_run_lock
@@ -138,7 +139,8 @@ class SyncEngine:
                 lock_timeout_s=self.settings.lock_timeout_s
             )
         if not self._warehouse_checked:
-            if self.auto_migrate:
+            # A read-only SQLite file cannot be migrated: reads (status) still work when current.
+            if self.auto_migrate and not is_read_only(self._db):
                 wh_migrate.upgrade(self._db)
             else:
                 wh_migrate.check_current(self._db)
@@ -333,9 +335,11 @@ class SyncEngine:
         with purpose("check"), priority("bulk"):
             return self.reader.count_window(org_pk, Window(since, until or self.server_now()))
 
-    def status(self) -> list[wh_state.OrgStatus]:
-        """Per org: watermark, last run, row counts and open load issues."""
-        return wh_state.status(self.db)
+    def status(self, orgs: Sequence[str] | None = None) -> list[wh_state.OrgStatus]:
+        """Per org known to the warehouse (only `orgs` when given): watermark, last run, row
+        counts and open load issues."""
+        rows = wh_state.status(self.db)
+        return rows if orgs is None else [r for r in rows if r.org_pk in set(orgs)]
 
     # -- data quality (warehouse.quality, for the Dagster checks) ---------------------------
 
@@ -445,6 +449,10 @@ class SyncEngine:
         org_pks = self.resolve_orgs(orgs)  # before any write: a bad token writes nothing
         db = self.db
         before = self.client.stats.snapshot()
+        # Orgs new to this warehouse: if the API refuses one (a mistyped --orgs), its
+        # sync_state row is removed again, so nothing stays behind for an org that never was.
+        new_orgs = set(org_pks) - wh_state.orgs_with_state(db, org_pks)
+        refused: str | None = None
         report.run_id = wh_state.begin_run(db, kind=kind, org_pks=org_pks)
         self._run_id = report.run_id
         try:
@@ -456,6 +464,10 @@ class SyncEngine:
                 try:
                     with priority(self._priority(kind, org_pk)):
                         per_org(org_report, **kwargs)
+                except (api_errors.PermissionDeniedError, api_errors.NotFoundError):
+                    if org_pk in new_orgs:
+                        refused = org_pk
+                    raise
                 finally:
                     org_report.elapsed_s = time.monotonic() - org_started
                     _add_request_stats(org_report, org_before, self.client.stats.snapshot())
@@ -478,6 +490,8 @@ class SyncEngine:
             report.elapsed_s = time.monotonic() - started
             try:
                 retry_on_disconnect(lambda: wh_state.finish_run(db, report.run_id, report))
+                if refused is not None and wh_state.forget_org(db, refused):
+                    log.info("org %s was refused by the API: nothing kept for it", refused)
             except Exception as exc:  # recording the run must never hide the run's own error
                 log.error("could not record the end of run %s: %s", report.run_id, _one_line(exc))
                 log.debug("recording the end of the run failed", exc_info=True)
@@ -658,6 +672,8 @@ class SyncEngine:
                     self._announce(rep, total, description)
                     total_known = True
                 pending.extend(batch.orders)
+                # Progress moves per page read, not per loaded batch of RC_SYNC_BATCH_ORDERS.
+                self.progress.advance(len(batch.orders))
                 if seen is not None:
                     seen.update(_order_pks(rep.org_pk, batch.orders))
                 if batch.checkpoint is not None and (
@@ -740,7 +756,7 @@ class SyncEngine:
         wh_state.set_capabilities(self.db, org_pk, known)
 
     def _account(self, rep: OrgReport, n_docs: int, stats: LoadStats) -> None:
-        """Add one loaded batch to the org's report and the progress output."""
+        """Add one loaded batch to the org's report (progress moved as its pages were read)."""
         rep.batches += 1
         rep.orders_read += n_docs
         rep.orders_new += stats.orders_new
@@ -751,7 +767,6 @@ class SyncEngine:
         for table, counts in stats.tables.items():
             if table in rep.tables:
                 rep.tables[table].add(counts)
-        self.progress.advance(n_docs)
 
     def _apply_listing(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from rc_extract import errors as api_errors
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: the shell convention for Ctrl-C
 
 
 class RcSyncError(Exception):
@@ -43,19 +44,42 @@ def is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, (*_needs_a_fix(), RunFailed))
 
 
+def _is_sqlite_error(exc: BaseException) -> bool:
+    """True when a database error came from SQLite (a file, not a server)."""
+    orig = getattr(exc, "orig", None)
+    return type(orig).__module__.startswith("sqlite3") if orig is not None else False
+
+
 def warehouse_unreachable(exc: BaseException) -> str | None:
     """A one-sentence message when the warehouse itself cannot be reached, else None."""
     import sqlalchemy as sa
 
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.ArgumentError):
         first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
+        reason = first[0] if first else type(exc).__name__
+        if _is_sqlite_error(exc):
+            # A file, not a server: nothing is "running"; its path or permissions are wrong.
+            if "readonly" in reason.lower():
+                return read_only_message(reason)
+            return (
+                "cannot open the SQLite warehouse (check WAREHOUSE_URL, and that its folder "
+                f"exists and this user may read and write there): {reason}"
+            )
         return (
             "cannot open the warehouse (check WAREHOUSE_URL and that the database is running): "
-            + (first[0] if first else type(exc).__name__)
+            + reason
         )
     if isinstance(exc, sa.exc.NoSuchModuleError):
         return f"unsupported WAREHOUSE_URL: {exc}"
     return None
+
+
+def read_only_message(reason: str = "attempt to write a readonly database") -> str:
+    """The sentence for a SQLite warehouse this process may read but not write."""
+    return (
+        f"the SQLite warehouse is read-only for this user ({reason}): make the file and its "
+        "folder writable, or point WAREHOUSE_URL at a writable file"
+    )
 
 
 def describe_failure(
@@ -84,6 +108,8 @@ def describe_failure(
         return EXIT_CONFIG, str(exc)
     if isinstance(exc, sa.exc.NoSuchModuleError | sa.exc.ArgumentError):
         return EXIT_CONFIG, warehouse_unreachable(exc) or str(exc)
+    if _is_sqlite_error(exc) and "readonly database" in str(getattr(exc, "orig", "")).lower():
+        return EXIT_CONFIG, read_only_message()
     described = describe_db_error(exc)
     if described is not None:
         opened = opened_before() if warehouse_opened is None else warehouse_opened

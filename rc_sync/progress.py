@@ -18,10 +18,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-log = logging.getLogger(__name__)
+from rc_sync.logs import STDERR, json_logs
 
-# One stderr console for progress bars and log lines, so log lines print above the bars.
-STDERR = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 class ProgressSink(Protocol):
@@ -218,7 +217,7 @@ def format_duration(seconds: float) -> str:
 
 
 def default_progress() -> ProgressSink:
-    """A progress bar on a terminal, log lines otherwise."""
-    if sys.stderr.isatty():
+    """A progress bar on a terminal, log lines otherwise (and with JSON logs)."""
+    if sys.stderr.isatty() and not json_logs():
         return RichProgress()
     return LogProgress()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -235,6 +236,32 @@ class Settings(BaseSettings):
         return token.strip()
 
 
+class LogSettings(BaseSettings):
+    """How the command line writes its log lines (read before anything else can fail)."""
+
+    model_config = SettingsConfigDict(**_CONFIG, env_ignore_empty=True)
+
+    log_format: Literal["human", "json"] = Field(
+        "human", validation_alias=_env("log_format", "RC_SYNC_LOG_FORMAT")
+    )
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_name(cls, value: Any) -> Any:
+        return str(value).strip().lower() if value is not None else value
+
+
+def load_log_settings(**overrides: object) -> LogSettings:
+    """RC_SYNC_LOG_FORMAT (and the --log-format option), as a ConfigError on a bad value."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return LogSettings(**clean)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(
+            f"invalid configuration: {_problems(exc, env_names(LogSettings))}"
+        ) from None
+
+
 class SandboxSettings(BaseSettings):
     """The built-in sandbox behind Dagster (RC_SANDBOX=1) and where its warehouse goes."""
 
@@ -302,13 +329,58 @@ class DagsterSettings(BaseSettings):
         return timedelta(minutes=self.freshness_limit_minutes)
 
 
+# Where pydantic's wording is not what a user needs, a plain sentence (keyed by error type).
+_PLAIN = {
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be on or off (1/0, true/false, yes/no, on/off)",
+    "date_from_datetime_parsing": "must be a date like 2024-05-01",
+    "date_parsing": "must be a date like 2024-05-01",
+    "string_too_short": "must not be empty",
+    "missing": "is required",
+}
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "greater_than": ("gt", "more than"),
+    "less_than_equal": ("le", "at most"),
+    "less_than": ("lt", "less than"),
+}
+
+
+def _plain_message(err: Any) -> str:
+    """One pydantic error as the plain words a user needs (no 'Value error, ', no input echo)."""
+    kind = str(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    if kind == "value_error":
+        return str(ctx.get("error", err.get("msg", ""))).strip()
+    if kind in _BOUNDS:
+        key, words = _BOUNDS[kind]
+        return f"must be {words} {ctx.get(key)}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}".rstrip()
+    return _PLAIN.get(kind, str(err.get("msg", "is not valid")))
+
+
+def env_names(cls: type[BaseSettings]) -> dict[str, str]:
+    """Field name -> the environment variable that sets it (the field name when there is none)."""
+    return {
+        name: next((str(a) for a in getattr(field.validation_alias, "choices", [])[1:]), name)
+        for name, field in cls.model_fields.items()
+    }
+
+
 def _problems(exc: ValidationError, names: dict[str, str] | None = None) -> str:
-    """A validation error as `field: message; ...` naming environment variables where known."""
+    """A validation error as `VARIABLE must ...; ...`, in the user's words rather than pydantic's."""
     names = names or {}
-    return "; ".join(
-        f"{names.get(str(err['loc'][0]) if err['loc'] else '', '.'.join(str(p) for p in err['loc']) or 'settings')}: {err['msg']}"
-        for err in exc.errors()
-    )
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = names.get(field, field.upper() or "settings")
+        message = _plain_message(err)
+        # Messages of our own validators already name the variable.
+        parts.append(message if name in message else f"{name} {message}")
+    return "; ".join(parts)
 
 
 _WAREHOUSE_FIELDS = ("warehouse_url", "warehouse_schema")
@@ -323,7 +395,8 @@ def load_settings(**overrides: object) -> Settings:
         settings = Settings(**clean)  # type: ignore[arg-type]
         settings._warehouse = WarehouseSettings(**warehouse)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {_problems(exc)}") from None
+        names = {**env_names(Settings), **env_names(WarehouseSettings)}
+        raise ConfigError(f"invalid configuration: {_problems(exc, names)}") from None
     return settings
 
 
@@ -332,8 +405,67 @@ def load_part(cls: type[PartT]) -> PartT:
     try:
         return cls()
     except ValidationError as exc:
-        names = {
-            name: next((str(a) for a in getattr(field.validation_alias, "choices", [])[1:]), name)
-            for name, field in cls.model_fields.items()
-        }
-        raise ConfigError(f"invalid configuration: {_problems(exc, names)}") from None
+        raise ConfigError(f"invalid configuration: {_problems(exc, env_names(cls))}") from None
+
+
+@dataclass(frozen=True)
+class SettingSource:
+    """One effective setting for `rc-sync config`: its variable, shown value and origin."""
+
+    variable: str
+    value: str
+    source: str  # default | .env | environment | option
+
+
+_SECRET_FIELDS = frozenset({"readycloud_api_token"})
+
+
+def _shown(name: str, value: Any) -> str:
+    """A setting's value as `rc-sync config` shows it: the token only as set/unset, URLs
+    without their password."""
+    if name in _SECRET_FIELDS:
+        return "set" if value is not None and str(value).strip() else "unset"
+    if value is None:
+        return "(unset)"
+    if isinstance(value, SecretStr):
+        return "set"
+    if name == "warehouse_url":
+        from sqlalchemy.engine import make_url
+
+        return make_url(str(value)).render_as_string(hide_password=True)
+    return str(value)
+
+
+def describe_settings(
+    settings: Settings, log: LogSettings, overrides: dict[str, object]
+) -> list[SettingSource]:
+    """Every setting rc-sync runs with and where it came from: option, environment, .env, default."""
+    from dotenv import dotenv_values
+
+    dotenv_file = Path(".env")
+    from_file = (
+        {k.upper() for k, v in dotenv_values(dotenv_file).items() if v is not None and v.strip()}
+        if dotenv_file.is_file()
+        else set()
+    )
+    given = {k for k, v in overrides.items() if v is not None}
+    rows: list[SettingSource] = []
+    parts: list[tuple[BaseSettings, type[BaseSettings]]] = [
+        (settings, Settings),
+        (settings.warehouse, WarehouseSettings),
+        (log, LogSettings),
+    ]
+    for part, cls in parts:
+        names = env_names(cls)
+        for name in cls.model_fields:
+            variable = names[name]
+            if name in given:
+                source = "option"
+            elif env_is_set(variable):
+                source = "environment"
+            elif variable.upper() in from_file:
+                source = ".env"
+            else:
+                source = "default"
+            rows.append(SettingSource(variable, _shown(name, getattr(part, name)), source))
+    return rows

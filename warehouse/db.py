@@ -40,6 +40,7 @@ _SCHEMAS: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 _LOCK_TIMEOUTS: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
 _WRITE_OPTION = "rc_sync_write"
 _OPENED = threading.Event()  # set once any warehouse connection was made in this process
+_READ_ONLY: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 class WarehouseConfigError(ValueError):
@@ -163,6 +164,91 @@ def quote_identifier(name: str) -> str:
     return f'"{validate_identifier(name)}"'
 
 
+_URL_HELP = "sqlite:///path/to/file.db or postgresql://user@host/dbname"
+
+
+def warehouse_url(url: str) -> sa.URL:
+    """WAREHOUSE_URL as a SQLAlchemy URL; `postgres://` and `postgresql://` mean psycopg 3.
+
+    Heroku, Render and Supabase hand out `postgres://...`; SQLAlchemy knows only
+    `postgresql`. Anything else that cannot be used is a WarehouseConfigError (one sentence,
+    never the URL itself: it may hold a password).
+    """
+    text = (url or "").strip()
+    if not text:
+        raise WarehouseConfigError(f"WAREHOUSE_URL is empty: set it to {_URL_HELP}")
+    try:
+        parsed = make_url(text)
+    except (sa.exc.ArgumentError, ValueError):
+        raise WarehouseConfigError(
+            f"WAREHOUSE_URL is not a database URL: use {_URL_HELP}"
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgres", "postgresql"):
+        if driver not in ("", "psycopg"):
+            raise WarehouseConfigError(
+                f"WAREHOUSE_URL asks for the PostgreSQL driver {driver!r}; rc-sync uses psycopg 3: "
+                "write postgresql:// (or postgresql+psycopg://)"
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if driver not in ("", "pysqlite"):
+            raise WarehouseConfigError(
+                f"WAREHOUSE_URL asks for the SQLite driver {driver!r}; write sqlite:///path/to/file.db"
+            )
+        return parsed
+    raise WarehouseConfigError(
+        f"WAREHOUSE_URL uses {backend!r}, an unsupported database: use {_URL_HELP}"
+    )
+
+
+def sqlite_path(url: sa.URL) -> str | None:
+    """The file of a SQLite URL (also `file:` URIs), None for an in-memory database."""
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        path = database[len("file:") :].split("?", 1)[0]
+        return None if path in ("", ":memory:") or "mode=memory" in database else path
+    return database
+
+
+def sqlite_read_only(url: sa.URL) -> bool:
+    """True when this process cannot write the SQLite file: `mode=ro`, or file/folder permissions."""
+    import os
+
+    path = sqlite_path(url)
+    if path is None:
+        return False
+    if url.query.get("mode") == "ro" or "mode=ro" in (url.database or ""):
+        return True
+    if os.path.exists(path):
+        return not os.access(path, os.W_OK)
+    return False
+
+
+def _sqlite_litter_free(url: sa.URL) -> sa.URL:
+    """A read-only SQLite file opened without creating `-wal`/`-shm` files next to it.
+
+    A WAL-mode database read by a process that cannot write it leaves both files behind (it
+    cannot checkpoint them away). When neither exists (no writer has the file open), the file is
+    opened immutable: SQLite reads it without any side file. Otherwise it is opened as given.
+    """
+    import os
+    from urllib.parse import quote
+
+    path = sqlite_path(url)
+    if path is None or not sqlite_read_only(url) or not os.path.exists(path):
+        return url
+    if any(os.path.exists(path + suffix) for suffix in ("-wal", "-shm")):
+        return url
+    return sa.URL.create(
+        "sqlite",
+        database=f"file:{quote(os.path.abspath(path))}?mode=ro&immutable=1",
+        query={"uri": "true"},
+    )
+
+
 def make_engine(
     url: str,
     schema: str = DEFAULT_SCHEMA,
@@ -175,29 +261,42 @@ def make_engine(
     `lock_timeout_s` bounds every lock wait (SQLite's busy timeout, PostgreSQL's lock_timeout
     on the per-batch write lock). Creates nothing in the database.
     """
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "postgresql":
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
+    parsed = warehouse_url(url)
+    if parsed.get_backend_name() == "postgresql":
         validate_schema(schema)
         engine = sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
         _install_postgresql_hooks(engine, schema)
         _SCHEMAS[engine] = schema
-    elif backend == "sqlite":
+    else:
+        import os
+
+        path = sqlite_path(parsed)
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):
+            raise WarehouseConfigError(
+                f"the folder of the SQLite warehouse ({folder}) does not exist: create it or "
+                "point WAREHOUSE_URL at an existing folder"
+            )
+        read_only = sqlite_read_only(parsed)
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("timeout", lock_timeout_s)
-        engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
+        engine = sa.create_engine(_sqlite_litter_free(parsed), connect_args=connect_args, **kwargs)
         _install_sqlite_hooks(
-            engine, in_memory=is_memory_sqlite(engine), busy_ms=int(lock_timeout_s * 1000)
+            engine,
+            in_memory=is_memory_sqlite(engine),
+            busy_ms=int(lock_timeout_s * 1000),
+            read_only=read_only,
         )
-    else:
-        raise WarehouseConfigError(
-            f"unsupported WAREHOUSE_URL backend {backend!r}: use sqlite:/// or postgresql://"
-        )
+        if read_only:
+            _READ_ONLY.add(engine)
     _LOCK_TIMEOUTS[engine] = lock_timeout_s
     event.listen(engine, "connect", lambda *_: _OPENED.set())
     return engine
+
+
+def is_read_only(engine: Engine) -> bool:
+    """True for a SQLite warehouse this process cannot write (see sqlite_read_only)."""
+    return engine in _READ_ONLY
 
 
 def engine_schema(engine: Engine | Connection) -> str | None:
@@ -230,7 +329,11 @@ def _install_postgresql_hooks(engine: Engine, schema: str) -> None:
 
 
 def _install_sqlite_hooks(
-    engine: Engine, *, in_memory: bool, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS
+    engine: Engine,
+    *,
+    in_memory: bool,
+    busy_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    read_only: bool = False,
 ) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -240,7 +343,7 @@ def _install_sqlite_hooks(
         try:
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
-            if not in_memory:
+            if not in_memory and not read_only:  # switching to WAL is a write
                 cursor.execute("PRAGMA journal_mode = WAL")
                 cursor.execute("PRAGMA synchronous = NORMAL")
         finally:

@@ -1,4 +1,11 @@
-"""Per-org exclusive lock held for a whole live run (PostgreSQL advisory lock, SQLite flock)."""
+"""Per-org exclusive lock held for a whole live run (PostgreSQL advisory lock, SQLite flock).
+
+On SQLite the lock is an flock on `<dbfile>.<org>.lock` next to the database, which exists only
+while a run holds it: the holder removes it before unlocking, and a waiter that wins the lock
+on a file already removed (or replaced) starts over on the current one. A process killed while
+holding the lock leaves the file behind (the kernel still drops the flock), and the next run
+of that org removes it.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from warehouse.db import RUN_LOCK_CLASS, is_memory_sqlite
+from warehouse.db import RUN_LOCK_CLASS, is_memory_sqlite, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +48,7 @@ class LockTimeout(RuntimeError):
 
 def lock_file_path(engine: Engine, org_pk: str) -> Path:
     """`<dbfile>.<org>.lock` next to the SQLite database (org quoted for the filesystem)."""
-    database = engine.url.database
+    database = sqlite_path(engine.url)
     if not database:
         raise ValueError("in-memory SQLite has no lock file")
     safe = quote(org_pk, safe="")
@@ -202,26 +209,47 @@ def _pg_lock(engine: Engine, org_pk: str, timeout_s: float) -> Iterator[None]:
         lock.release()
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    """True when `path` still names the file open as `fd` (not removed, not replaced)."""
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino)
+
+
 @contextmanager
 def _file_lock(path: Path, org_pk: str, timeout_s: float) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = _deadline(timeout_s)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(org_pk, timeout_s) from None
-                time.sleep(POLL_INTERVAL_S)
+    deadline = _deadline(timeout_s)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockTimeout(org_pk, timeout_s) from None
+                    time.sleep(POLL_INTERVAL_S)
+        except BaseException:
+            os.close(fd)
+            raise
+        if _same_file(fd, path):
+            break
+        # The holder removed the file while we waited for it: lock the current one instead.
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
     finally:
+        # Removed while still locked, so nobody can take the lock on a file about to vanish
+        # unnoticed (see _same_file); no lock file is left next to the database.
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 

@@ -17,6 +17,7 @@ from warehouse.db import (
     make_engine,
     validate_identifier,
     validate_schema,
+    warehouse_url,
 )
 
 DEFAULT_WAREHOUSE_URL = "sqlite:///readycloud.db"
@@ -35,6 +36,15 @@ class WarehouseSettings(BaseSettings):
     warehouse_schema: str = Field(
         DEFAULT_SCHEMA, validation_alias=AliasChoices("warehouse_schema", "WAREHOUSE_SCHEMA")
     )
+
+    @field_validator("warehouse_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        # postgres:// becomes postgresql+psycopg://; an unusable URL is a configuration error.
+        try:
+            return warehouse_url(value).render_as_string(hide_password=False)
+        except WarehouseConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("warehouse_schema")
     @classmethod

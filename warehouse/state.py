@@ -174,6 +174,33 @@ def finish_run(
         )
 
 
+def orgs_with_state(engine: Engine, org_pks: Sequence[str]) -> set[str]:
+    """Those of `org_pks` that have a sync_state row."""
+    state = models.sync_state_table
+    with engine.connect() as conn:
+        return set(
+            conn.execute(
+                sa.select(state.c.org_pk).where(state.c.org_pk.in_(list(org_pks)))
+            ).scalars()
+        )
+
+
+def forget_org(engine: Engine, org_pk: str) -> bool:
+    """Remove the sync_state row of an org that never loaded anything (no watermark, no
+    orders): a mistyped org the API refused must not be listed by `status` for ever."""
+    state = models.sync_state_table
+    orders = models.orders_table
+    with write_transaction(engine) as conn:
+        removed = conn.execute(
+            sa.delete(state).where(
+                state.c.org_pk == org_pk,
+                state.c.watermark.is_(None),
+                ~sa.exists().where(orders.c.org_pk == org_pk),
+            )
+        ).rowcount
+    return bool(removed)
+
+
 def _touch_org(conn: Connection, org_pk: str, values: dict[str, Any]) -> None:
     state = models.sync_state_table
     now = _now()

@@ -124,6 +124,11 @@ def test_demo_on_a_fresh_directory(tmp_path: Path) -> None:
     assert elapsed < 60
     again = run_cli(["demo", "--orders", "200"], env, tmp_path, timeout=120)
     assert again.returncode == 0, again.stderr
+    # Issue 11: no litter next to the database, nothing truncated, commands on one line.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["readycloud.db"]
+    assert "…" not in result.stdout
+    assert "RC_SANDBOX=1 dg dev (README" in result.stdout
+    assert "export WAREHOUSE_URL=postgresql://user@host/db, then `rc-sync migrate`" in result.stdout
 
 
 def test_sandbox_command_serves_until_interrupted(tmp_path: Path) -> None:
