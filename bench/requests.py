@@ -94,7 +94,8 @@ def run(orders: int, orgs: int, page_cap: int, seed: int) -> dict[str, Any]:
         results["refresh_1pct"]["changed"] = changed
 
         # 30 whole days of generated data (the mutations above all carry today's time).
-        end_day = date(2024, 12, 31)
+        until = getattr(store, "data_until", None)  # older sandboxes: data ended 2025-01-01
+        end_day = (until - timedelta(days=1)).date() if until else date(2024, 12, 31)
         days = [end_day - timedelta(days=n) for n in range(30)]
 
         def backfill() -> None:

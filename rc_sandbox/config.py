@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime
+
+from rc_common.defaults import DEFAULT_SANDBOX_ORDERS
 
 # Every fault the sandbox can inject; `timeout` sleeps `timeout_s` and then answers normally.
 FAULT_KINDS: tuple[str, ...] = (
@@ -18,8 +21,9 @@ FAULT_KINDS: tuple[str, ...] = (
 
 # Knobs read once, when the data is generated; changing them on a running server does nothing.
 DATA_KNOBS: frozenset[str] = frozenset(
-    {"orgs", "orders", "seed", "poison_rate", "tie_fraction", "tie_values"}
+    {"orgs", "orders", "seed", "poison_rate", "tie_fraction", "tie_values", "data_until"}
 )
+DEFAULT_ORDERS = DEFAULT_SANDBOX_ORDERS
 
 
 @dataclass
@@ -28,8 +32,11 @@ class SandboxConfig:
 
     # data (read at generation time)
     orgs: int = 2
-    orders: int = 1000  # total across orgs
+    orders: int = DEFAULT_ORDERS  # total across orgs
     seed: int = 1
+    # The generated data end here (the two years before it); None = now at generation, so
+    # recent-days queries and today's partition have rows. Same seed + same end = same data.
+    data_until: datetime | date | None = None
     poison_rate: float = 0.0  # fraction of orders with one unparseable typed value
     tie_fraction: float = 0.3  # fraction of orders sharing a few identical nested_updated_at
     tie_values: int = 5  # how many distinct shared nested_updated_at values
@@ -82,10 +89,22 @@ class SandboxConfig:
         if self.page_cap < 1 or self.default_limit < 1:
             raise ValueError("page_cap and default_limit must be positive")
         self.fault_kinds = tuple(self.fault_kinds)
+        self.resolved_data_until()  # a naive datetime fails here, not at generation
         if self.rate_limit is not None:
             from rc_extract.budget import parse_rate
 
             parse_rate(self.rate_limit)  # raises a clear error on a bad rate
+
+    def resolved_data_until(self) -> datetime:
+        """The end of the generated data: data_until (a date means its midnight UTC) or now."""
+        until = self.data_until
+        if until is None:
+            return datetime.now(UTC).replace(microsecond=0)
+        if not isinstance(until, datetime):
+            return datetime(until.year, until.month, until.day, tzinfo=UTC)
+        if until.tzinfo is None:
+            raise ValueError("data_until must be timezone-aware")
+        return until.astimezone(UTC)
 
     def update(self, **changes: object) -> None:
         """Change behaviour knobs in place (validated); data knobs are rejected."""

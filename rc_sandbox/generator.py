@@ -22,16 +22,16 @@ from rc_sandbox.model import (
     Weight,
     box_url,
     from_us,
-    to_us,
 )
 
-# Data spans these two years; mutations happen "now", always later.
-START_US = to_us(datetime(2023, 1, 1, tzinfo=UTC))
-END_US = to_us(datetime(2025, 1, 1, tzinfo=UTC))
 SECOND = 1_000_000
 MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
+# Data span the two years (731 days) up to the sandbox's `data_until` (default: now);
+# mutations happen "now", always later. The end the sandbox used before it had one:
+LEGACY_DATA_UNTIL = datetime(2025, 1, 1, tzinfo=UTC)
+DATA_SPAN_US = 731 * DAY
 
 _B64 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"
 
@@ -517,11 +517,18 @@ class DataGenerator:
             tracking=tracking,
         )
 
-    def order(self, org_pk: str, created_us: int, nested_us: int | None = None) -> Order:
-        """A random order created at `created_us`; all its times lie before `nested_us` if given."""
+    def order(
+        self,
+        org_pk: str,
+        created_us: int,
+        nested_us: int | None = None,
+        ceiling_us: int | None = None,
+    ) -> Order:
+        """A random order created at `created_us`; its times lie before `nested_us` if given,
+        and never after `ceiling_us` (the end of the data) if given."""
         rng = self.rng
         r = rng.random
-        times = _Times(r, created_us, nested_us)
+        times = _Times(r, created_us, nested_us, ceiling_us)
         order_pk = self.mint.next("order")
         currency = CURRENCIES[int(r() * len(CURRENCIES))]
         n_boxes = 1 + int(r() * r() * 3)
@@ -610,11 +617,15 @@ def _whole_second(us: int, r: Any) -> int:
 class _Times:
     """Timestamps inside one order's life: after its creation, never past its nested_updated_at."""
 
-    def __init__(self, r: Any, created_us: int, nested_us: int | None) -> None:
+    def __init__(
+        self, r: Any, created_us: int, nested_us: int | None, ceiling_us: int | None = None
+    ) -> None:
         self.r = r
         self.created = created_us
         self.fixed_nested = nested_us
         self.span = (nested_us - created_us) if nested_us is not None else 3 * DAY
+        if nested_us is None and ceiling_us is not None:
+            self.span = max(min(self.span, ceiling_us - created_us), 0)
         self.latest = created_us
 
     def after(self, base: int | None = None) -> int:

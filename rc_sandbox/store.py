@@ -18,11 +18,10 @@ from sortedcontainers import SortedList
 from rc_common.timefmt import parse_api_datetime, utc_now
 from rc_sandbox.config import SandboxConfig
 from rc_sandbox.generator import (
+    DATA_SPAN_US,
     DAY,
-    END_US,
     MINUTE,
     SECOND,
-    START_US,
     DataGenerator,
     org_pk_for,
 )
@@ -150,7 +149,9 @@ class SandboxStore:
         self.generator = DataGenerator(self.config.seed, self.config.poison_rate)
         self._orgs: dict[str, _Org] = {}
         self._selections: OrderedDict[tuple[str, OrderQuery], tuple[int, list[Key]]] = OrderedDict()
-        self._max_us = END_US
+        self.data_until = self.config.resolved_data_until()
+        self._end_us = to_us(self.data_until)
+        self._max_us = self._end_us
         self.mutations = 0
         # Called with (org_pk, order_pk, "PUT" | "DELETE", expanded JSON | None) after every
         # change, under the store lock (the webhook hub queues deliveries from it).
@@ -170,9 +171,11 @@ class SandboxStore:
         gen = self.generator
         rng = gen.rng
         r = rng.random
-        ties = [START_US + 90 * DAY + int(r() * (END_US - START_US - 90 * DAY))]
+        end_us = self._end_us
+        start_us = end_us - DATA_SPAN_US
+        ties = [start_us + 90 * DAY + int(r() * (end_us - start_us - 90 * DAY))]
         for _ in range(max(cfg.tie_values, 1) - 1):
-            ties.append(START_US + 90 * DAY + int(r() * (END_US - START_US - 90 * DAY)))
+            ties.append(start_us + 90 * DAY + int(r() * (end_us - start_us - 90 * DAY)))
         ties = [t - t % SECOND if n % 2 == 0 else t for n, t in enumerate(ties)]
         per_org, extra = divmod(cfg.orders, cfg.orgs)
         for index in range(cfg.orgs):
@@ -185,15 +188,18 @@ class SandboxStore:
                     nested = ties[int(r() * len(ties))]
                     created = nested - MINUTE - int(r() * 30 * DAY)
                 else:
-                    created = START_US + int(r() * (END_US - START_US))
+                    # Denser towards the end (a growing shop): with 1,000 orders about 37 fall
+                    # in the last day and 200 in the last 30, so recent-days queries and
+                    # today's partition have rows.
+                    created = end_us - int(r() ** 2 * DATA_SPAN_US)
                 if r() < 0.3:
                     created -= created % SECOND
-                order = gen.order(pk, created, nested)
+                order = gen.order(pk, created, nested, ceiling_us=end_us)
                 org.orders[order.pk] = order
             self._build_indexes(org)
         self._max_us = max(
-            [END_US + 3 * DAY]
-            + [max(org.keys_of("nested_updated_at"), default=END_US) for org in self._orgs.values()]
+            [end_us]
+            + [max(org.keys_of("nested_updated_at"), default=end_us) for org in self._orgs.values()]
         )
 
     def _build_indexes(self, org: _Org) -> None:

@@ -23,7 +23,7 @@ from rc_sync.errors import (
     describe_failure,
 )
 from rc_sync.report import RunReport
-from rc_sync.settings import Settings, load_settings
+from rc_sync.settings import DEFAULT_SANDBOX_ORDERS, Settings, load_settings
 from rc_sync.summary import print_report, requests_line
 
 log = logging.getLogger("rc_sync")
@@ -751,12 +751,19 @@ def _as_plain(row: Any) -> dict[str, Any]:
 @click.option(
     "--orders",
     "n_orders",
-    default=1000,
+    default=DEFAULT_SANDBOX_ORDERS,
     show_default=True,
     type=int,
     help="Orders across all orgs.",
 )
 @click.option("--seed", default=1, show_default=True, type=int)
+@click.option(
+    "--data-until",
+    "data_until_text",
+    metavar="T",
+    help="End of the generated data (the two years before it), ISO 8601, UTC when no "
+    "offset. Default: now. The same seed and end give the same data.",
+)
 @click.option("--token", default="sandbox-token", show_default=True)
 @click.option(
     "--latency-ms", default=0.0, show_default=True, type=float, help="Added to every request."
@@ -841,6 +848,7 @@ def sandbox(
     control: bool,
     sandbox_rate: str | None,
     retry_after: bool,
+    data_until_text: str | None,
 ) -> None:
     """Serve a local ReadyCloud-compatible API with generated data."""
     from rc_extract.budget import RateError, parse_rate
@@ -864,6 +872,7 @@ def sandbox(
             orgs=n_orgs,
             orders=n_orders,
             seed=seed,
+            data_until=_parse_when(data_until_text, "--data-until"),
             token=token,
             host=host,
             port=port,
@@ -907,7 +916,7 @@ def sandbox(
 
 
 @cli.command()
-@click.option("--orders", "n_orders", default=400, show_default=True, type=int)
+@click.option("--orders", "n_orders", default=DEFAULT_SANDBOX_ORDERS, show_default=True, type=int)
 @click.option(
     "--warehouse-url",
     "demo_url",

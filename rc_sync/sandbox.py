@@ -78,6 +78,7 @@ def ensure_sandbox(settings: SandboxSettings) -> SandboxInfo:
             str(SANDBOX_SEED),
             "--token",
             token,
+            *(["--data-until", settings.data_until] if settings.data_until else []),
         ]
         # Same process group as the caller: it stops together with `dagster dev`.
         process = subprocess.Popen(  # noqa: S603 - our own fixed command

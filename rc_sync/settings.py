@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rc_common.defaults import DEFAULT_SANDBOX_ORDERS
 from rc_common.flags import flag_value
 from rc_common.paths import DEFAULT_BASE_URL, validate_org_pk
 from rc_common.redact import TokenFormatError, check_token
@@ -269,7 +270,13 @@ class SandboxSettings(BaseSettings):
 
     enabled: Flag = Field(False, validation_alias=_env("enabled", "RC_SANDBOX"))
     port: int = Field(8765, ge=1, le=65535, validation_alias=_env("port", "RC_SANDBOX_PORT"))
-    orders: int = Field(2000, ge=1, validation_alias=_env("orders", "RC_SANDBOX_ORDERS"))
+    orders: int = Field(
+        DEFAULT_SANDBOX_ORDERS, ge=1, validation_alias=_env("orders", "RC_SANDBOX_ORDERS")
+    )
+    # End of the generated data (ISO 8601, UTC when no offset); unset: now.
+    data_until: str | None = Field(
+        None, validation_alias=_env("data_until", "RC_SANDBOX_DATA_UNTIL")
+    )
     warehouse_url: str | None = Field(
         None, validation_alias=_env("sandbox_warehouse_url", "RC_SANDBOX_WAREHOUSE_URL")
     )

@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 SANDBOX_ORDERS = 600
 SANDBOX_SEED = 1
 SANDBOX_ORGS = 2
+# Tests that depend on fixed data pin the end of the generated data (the default is now).
+SANDBOX_DATA_UNTIL = "2025-01-01"
 
 # Variables that would point the code location at something other than the test's own setup.
 ENV_VARS = (
@@ -26,6 +28,7 @@ ENV_VARS = (
     "RC_SANDBOX",
     "RC_SANDBOX_PORT",
     "RC_SANDBOX_ORDERS",
+    "RC_SANDBOX_DATA_UNTIL",
     "RC_SANDBOX_WAREHOUSE_URL",
     "RC_SYNC_START_DATE",
     "RC_SYNC_REFRESH_CRON",
@@ -54,7 +57,12 @@ def sandbox_config(**overrides: Any) -> Any:
     """The sandbox shape the Dagster tests use (sandbox mode builds the same with these knobs)."""
     from rc_sandbox import SandboxConfig
 
-    values: dict[str, Any] = {"orgs": SANDBOX_ORGS, "orders": SANDBOX_ORDERS, "seed": SANDBOX_SEED}
+    values: dict[str, Any] = {
+        "orgs": SANDBOX_ORGS,
+        "orders": SANDBOX_ORDERS,
+        "seed": SANDBOX_SEED,
+        "data_until": date.fromisoformat(SANDBOX_DATA_UNTIL),
+    }
     values.update(overrides)
     return SandboxConfig(**values)
 

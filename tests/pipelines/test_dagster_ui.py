@@ -23,6 +23,7 @@ import psutil
 import pytest
 from pipelines_support import (
     REPO,
+    SANDBOX_DATA_UNTIL,
     SANDBOX_ORDERS,
     assert_matches_sandbox,
     busiest_days,
@@ -144,6 +145,7 @@ def dagster_dev(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Dags
         DAGSTER_HOME=str(home),
         RC_SANDBOX="1",
         RC_SANDBOX_PORT=str(sandbox_port),
+        RC_SANDBOX_DATA_UNTIL=SANDBOX_DATA_UNTIL,  # fixed data: the same as sandbox_config()'s
         **({} if orders is None else {"RC_SANDBOX_ORDERS": str(orders)}),
     )
     log = tmp_path / "dagster-dev.log"
@@ -357,7 +359,7 @@ def _latest_per_partition(dev: DagsterDev, table: str) -> dict[str, dict[str, in
 
 @pytest.mark.dagster_ui
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("dagster_dev", [None], indirect=True)  # the README's 2,000 orders
+@pytest.mark.parametrize("dagster_dev", [None], indirect=True)  # the README's 1,000 orders
 def test_browser_backfill_of_a_week(dagster_dev: DagsterDev, tmp_path: Path) -> None:
     """Chromium: select the assets, pick 2024-05-01…07, Launch backfill; numbers are per day."""
     _launch_week_backfill_in_the_browser(dagster_dev.url, tmp_path)

@@ -70,9 +70,10 @@ def keyset(doc: Any) -> Any:
 
 
 def test_same_seed_gives_identical_bytes_and_other_seed_differs() -> None:
-    first = SandboxStore(SandboxConfig(orders=150, seed=11, poison_rate=0.2))
-    again = SandboxStore(SandboxConfig(orders=150, seed=11, poison_rate=0.2))
-    other = SandboxStore(SandboxConfig(orders=150, seed=12, poison_rate=0.2))
+    until = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)  # same seed and end: the same data
+    first = SandboxStore(SandboxConfig(orders=150, seed=11, poison_rate=0.2, data_until=until))
+    again = SandboxStore(SandboxConfig(orders=150, seed=11, poison_rate=0.2, data_until=until))
+    other = SandboxStore(SandboxConfig(orders=150, seed=12, poison_rate=0.2, data_until=until))
     assert first.org_pks() == again.org_pks()
     for org in first.org_pks():
         a = [first.order_bytes(org, pk, "expanded") for pk in first.order_pks(org)]
