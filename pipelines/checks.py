@@ -18,6 +18,10 @@ ORPHANS = "no_orphans"
 FRESHNESS = "watermark_fresh"
 ROW_COUNT = "row_count_matches_api"
 NORMALIZATION = "normalization_current"
+SCHEMA_DRIFT = "no_schema_drift"
+# How many of the most recently changed documents the schema-drift check reads (new fields
+# arrive with new versions; `rc-sync schema-drift` reads them all).
+DRIFT_LATEST = 5_000
 
 INTEGRITY_SPECS = [
     *[
@@ -52,6 +56,13 @@ INTEGRITY_SPECS = [
         asset=TABLE_KEYS["orders"],
         description="Every order was typed by the installed normalization version; if not, "
         "the readycloud_rebuild job (`rc-sync rebuild`) re-derives them without API requests.",
+    ),
+    dg.AssetCheckSpec(
+        SCHEMA_DRIFT,
+        asset=TABLE_KEYS["orders"],
+        description=f"The {DRIFT_LATEST:,} most recently changed documents hold no field that "
+        "rc-sync does not know (a new or renamed ReadyCloud field stays in `raw` only); "
+        "`rc-sync schema-drift` lists them all.",
     ),
 ]
 
@@ -102,6 +113,38 @@ def readycloud_integrity_checks(
             )
         if dg.AssetCheckKey(TABLE_KEYS["orders"], NORMALIZATION) in selected:
             yield _normalization(engine.stale_orders())
+        if dg.AssetCheckKey(TABLE_KEYS["orders"], SCHEMA_DRIFT) in selected:
+            yield _schema_drift(engine.schema_drift(latest=DRIFT_LATEST))
+
+
+def _schema_drift(fields: list[Any]) -> dg.AssetCheckResult:
+    """Warn when stored documents carry fields that rc-sync does not know."""
+    new = [f for f in fields if not f.documented]
+    return dg.AssetCheckResult(
+        asset_key=TABLE_KEYS["orders"],
+        check_name=SCHEMA_DRIFT,
+        passed=not new,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None
+        if not new
+        else f"{len(new)} field(s) in the stored documents that no column maps: "
+        + ", ".join(f.path for f in new[:10])
+        + "; they stay in orders.raw (README 'Schema changes', `rc-sync schema-drift`)",
+        metadata={
+            "new_fields": dg.MetadataValue.json(
+                [
+                    {
+                        "field": f.path,
+                        "documents": f.documents,
+                        "first_seen": str(f.first_seen),
+                        "last_seen": str(f.last_seen),
+                    }
+                    for f in new
+                ]
+            ),
+            "documented_raw_only": len(fields) - len(new),
+        },
+    )
 
 
 def _normalization(stale: dict[str, int]) -> dg.AssetCheckResult:

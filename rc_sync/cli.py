@@ -369,6 +369,48 @@ def rebuild(
     )
 
 
+@cli.command("schema-drift")
+@click.option("--orgs", "orgs_text", metavar="PK,PK", help="Only these orgs (default: all stored).")
+@click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
+@pass_ctx
+def schema_drift(ctx: Ctx, orgs_text: str | None, as_json: bool) -> None:
+    """Fields in the stored documents that no column maps, with counts and first/last seen."""
+    from rc_sync.engine import SyncEngine
+
+    orgs = _org_list(orgs_text)
+    settings = _settings(ctx)
+
+    def action() -> list[Any]:
+        with SyncEngine(settings) as engine:
+            return engine.schema_drift(orgs)
+
+    fields = _guarded(settings, action, ctx.debug)
+    if as_json:
+        import json
+
+        rows = [{**vars(f), "documented": f.documented} for f in fields]
+        click.echo(json.dumps(rows, default=str, indent=2))
+        return
+    new = [f for f in fields if not f.documented]
+    table = Table(title="fields no column maps (kept in orders.raw)")
+    for col in ("field", "kind", "documents", "orgs", "first seen", "last seen"):
+        table.add_column(col, justify="right" if col in ("documents", "orgs") else "left")
+    for f in fields:
+        table.add_row(
+            f.path,
+            "documented, raw only" if f.documented else "NEW",
+            str(f.documents),
+            str(f.orgs),
+            str(f.first_seen or ""),
+            str(f.last_seen or ""),
+        )
+    console.print(table)
+    console.print(
+        f"{len(new)} new field(s) not in rc-sync's field list"
+        + ("; see README 'Schema changes'" if new else "")
+    )
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @pass_ctx

@@ -33,6 +33,7 @@ from rc_sync.progress import NullProgress, ProgressSink
 from rc_sync.report import OrgReport, RunReport
 from rc_sync.settings import Settings
 from warehouse import budget as wh_budget
+from warehouse import drift as wh_drift
 from warehouse import migrate as wh_migrate
 from warehouse import quality
 from warehouse import rebuild as wh_rebuild
@@ -289,6 +290,12 @@ class SyncEngine:
             except Exception:  # recording the run must never hide the run's own error
                 log.exception("could not record the end of run %s", report.run_id)
         return report
+
+    def schema_drift(
+        self, orgs: Sequence[str] | None = None, latest: int | None = None
+    ) -> list[wh_drift.DriftField]:
+        """Fields in the stored documents that no column maps (warehouse.drift); no API request."""
+        return wh_drift.schema_drift(self.db, orgs, latest=latest)
 
     def stale_orders(self) -> dict[str, int]:
         """org_pk -> orders typed by another normalization version than the installed one."""

@@ -204,3 +204,30 @@ def test_stale_normalization_warns_and_the_rebuild_job_fixes_it(sandbox: Any, ta
                 ).scalar()
         finally:
             engine.dispose()
+
+
+def test_schema_drift_warns_on_a_field_no_column_maps(sandbox: Any, target: Any) -> None:
+    """A stored document with a new field fails the WARN check `no_schema_drift`, naming it."""
+    from warehouse.models import orders_table
+
+    with dg.instance_for_test() as instance:
+        defs, day = _sync_then_check(sandbox, target, instance)
+        assert _run_checks(defs, instance, day)[("orders", "no_schema_drift")].passed
+        engine = warehouse_engine(target)
+        try:
+            with engine.begin() as conn:
+                pk, raw = conn.execute(
+                    sa.select(orders_table.c.order_pk, orders_table.c.raw)
+                    .order_by(orders_table.c.nested_updated_at.desc())
+                    .limit(1)
+                ).one()
+                conn.execute(
+                    sa.update(orders_table)
+                    .where(orders_table.c.order_pk == pk)
+                    .values(raw={**raw, "loyalty_tier": "gold"})
+                )
+        finally:
+            engine.dispose()
+        drift = _run_checks(defs, instance, day)[("orders", "no_schema_drift")]
+        assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
+        assert "loyalty_tier" in (drift.description or "")

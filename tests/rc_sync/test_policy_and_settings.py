@@ -93,7 +93,7 @@ def test_sandbox_and_dagster_parts(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("RC_SYNC_SCHEDULES_ON", "on")
     monkeypatch.setenv("RC_SYNC_FRESHNESS_LIMIT_MINUTES", "90")
     sandbox, dagster = SandboxSettings(), DagsterSettings()
-    assert sandbox.enabled and sandbox.orders == 2000 and sandbox.port == 8765
+    assert sandbox.enabled and sandbox.orders == 1000 and sandbox.port == 8765
     assert sandbox.default_warehouse_url() == f"sqlite:///{tmp_path / 'rc-sync-sandbox.db'}"
     assert dagster.schedules_on and dagster.freshness_limit.total_seconds() == 5400
     assert dagster.start_date.isoformat() == "2020-01-01"
