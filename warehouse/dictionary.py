@@ -557,13 +557,28 @@ VIEWS: dict[str, TableDoc] = {
     ),
 }
 
-SAMPLE_QUERIES: list[tuple[str, str]] = [
+# Sample queries: (title, PostgreSQL form, SQLite form or "" when the same SQL runs on both).
+# tests/warehouse/test_doc_queries.py runs every SQL block of docs/warehouse.md and README.md.
+SAMPLE_QUERIES: list[tuple[str, str, str]] = [
     (
         "Revenue per day and currency for the last 30 days",
         "SELECT day, billing_currency, orders, billing_total\n"
         "FROM daily_order_summary\n"
         "WHERE day >= CURRENT_DATE - 30\n"
         "ORDER BY day, billing_currency;",
+        # SQLite has no date type: CURRENT_DATE - 30 is a number there, and every day passes.
+        "SELECT day, billing_currency, orders, billing_total\n"
+        "FROM daily_order_summary\n"
+        "WHERE day >= DATE('now', '-30 days')\n"
+        "ORDER BY day, billing_currency;",
+    ),
+    (
+        "Revenue per currency, exact on both databases",
+        "SELECT billing_currency, COUNT(*) AS orders,\n"
+        "       SUM(billing_total_micros) / 1000000.0 AS billing_total\n"
+        "FROM orders WHERE deleted_at IS NULL\n"
+        "GROUP BY billing_currency ORDER BY billing_currency;",
+        "",
     ),
     (
         "Best-selling SKUs",
@@ -573,12 +588,14 @@ SAMPLE_QUERIES: list[tuple[str, str]] = [
         "GROUP BY part_number\n"
         "ORDER BY units DESC\n"
         "LIMIT 20;",
+        "",
     ),
     (
         "Find an order by tracking number",
         "SELECT o.primary_id, o.ordered_at, b.tracking_number, b.delivered_at\n"
         "FROM boxes b JOIN orders o USING (org_pk, order_pk)\n"
         "WHERE b.tracking_number = '1Z4A9F370312345678';",
+        "",
     ),
     (
         "Paid orders not yet delivered",
@@ -587,15 +604,18 @@ SAMPLE_QUERIES: list[tuple[str, str]] = [
         "WHERE o.billing_status = 'paid' AND o.deleted_at IS NULL\n"
         "  AND NOT EXISTS (SELECT 1 FROM boxes b WHERE b.org_pk = o.org_pk\n"
         "                  AND b.order_pk = o.order_pk AND b.delivered_at IS NOT NULL);",
+        "",
     ),
     (
         "Open load issues per column",
         "SELECT table_name, column_name, COUNT(*) AS issues, MIN(seen_at) AS first_seen\n"
         "FROM load_issues GROUP BY table_name, column_name ORDER BY issues DESC;",
+        "",
     ),
     (
         "Sync freshness per org",
         "SELECT org_pk, watermark, last_run_status, last_run_finished_at FROM sync_state;",
+        "",
     ),
 ]
 

@@ -54,6 +54,27 @@ HISTORY_TEXT = [
 ]
 
 
+SAMPLE_TEXT = [
+    "## Sample queries",
+    "",
+    "Each query is labelled with the databases it runs on; where SQLite needs its own form",
+    "(it has no date type and no decimal type), both forms are shown. Money: the views' totals",
+    "are exact on both databases; to sum an amount yourself on SQLite, sum its exact integer",
+    "twin (`SUM(x_micros) / 1000000.0`): a SUM over the REAL amounts drifts in the last digits.",
+    "Every query here is run by the tests on both databases against known data.",
+    "",
+]
+
+
+def _query(title: str, postgres: str, sqlite: str) -> list[str]:
+    """One titled query: both dialect forms, or one block for both databases."""
+    out = [f"### {title}", ""]
+    if sqlite:
+        out += ["PostgreSQL:", "", "```sql", postgres, "```", "", "SQLite:", ""]
+        return [*out, "```sql", sqlite, "```", ""]
+    return [*out, "Both databases:", "", "```sql", postgres, "```", ""]
+
+
 def render() -> str:
     """The Markdown text of docs/warehouse.md."""
     out = [
@@ -79,17 +100,12 @@ def render() -> str:
             for column, col in doc.columns.items():
                 out.append(f"| `{column}` | {_escape(col.unit)} | {_escape(col.description)} |")
             out.append("")
-    out += ["## Sample queries", "", "Written for PostgreSQL; most run unchanged on SQLite.", ""]
-    for title, sql in dictionary.SAMPLE_QUERIES:
-        out += [f"### {title}", "", "```sql", sql, "```", ""]
+    out += SAMPLE_TEXT
+    for title, postgres, sqlite in dictionary.SAMPLE_QUERIES:
+        out += _query(title, postgres, sqlite)
     out += HISTORY_TEXT
     for title, postgres, sqlite in dictionary.HISTORY_QUERIES:
-        out += [f"### {title}", ""]
-        if sqlite:
-            out += ["PostgreSQL:", "", "```sql", postgres, "```", "", "SQLite:", ""]
-            out += ["```sql", sqlite, "```", ""]
-        else:
-            out += ["Both databases:", "", "```sql", postgres, "```", ""]
+        out += _query(title, postgres, sqlite)
     return "\n".join(out).rstrip() + "\n"
 
 
