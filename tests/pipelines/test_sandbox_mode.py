@@ -50,7 +50,9 @@ def test_warehouse_url_wins_over_the_sandbox_default(
 
     monkeypatch.setenv("RC_SANDBOX_PORT", str(urlsplit(sandbox.base_url).port))
     monkeypatch.setenv("WAREHOUSE_URL", "postgresql://u@db/warehouse")
-    assert RcSyncResource(sandbox=True).settings().warehouse_url == "postgresql://u@db/warehouse"
+    # (postgresql:// and postgres:// both mean psycopg 3: the URL comes back in that form)
+    url = RcSyncResource(sandbox=True).settings().warehouse_url
+    assert url == "postgresql+psycopg://u@db/warehouse"
 
 
 PROBE = """
