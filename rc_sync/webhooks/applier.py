@@ -99,9 +99,12 @@ class WebhookApplier:
         client_factory: Callable[[], ReadyCloudClient] | None = None,
         batch_size: int = DEFAULT_BATCH,
         retention: timedelta = timedelta(days=7),
+        history: bool = True,
     ) -> None:
         self.engine = engine
-        self.loader = Loader(engine)
+        # RC_SYNC_HISTORY=off: no history rows for webhook versions or deletions either
+        self.history = history
+        self.loader = Loader(engine, history=history)
         self.batch_size = batch_size
         self.retention = retention
         self._client_factory = client_factory
@@ -234,7 +237,9 @@ class WebhookApplier:
             self.report.orders_unchanged += stats.orders_unchanged
             self.report.orders_skipped_older += stats.orders_skipped_older
         for pk, (at, event_id) in sorted(deletes.items()):
-            self.report.orders_deleted += wh_state.mark_deleted(self.engine, org_pk, [pk], at)
+            self.report.orders_deleted += wh_state.mark_deleted(
+                self.engine, org_pk, [pk], at, history=self.history
+            )
             outcomes.setdefault(event_id, ("deleted", 0))
         return outcomes
 

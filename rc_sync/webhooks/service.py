@@ -217,6 +217,7 @@ def make_applier(settings: Settings, engine: SyncEngine) -> WebhookApplier:
         engine.db,
         client_factory=_client_factory(settings, engine),
         retention=timedelta(days=settings.webhook_retention_days),
+        history=settings.history,
     )
 
 

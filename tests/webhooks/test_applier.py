@@ -211,3 +211,33 @@ def test_stubs_without_a_token_or_api_are_left_to_the_next_poll(
     failing.drain()
     failing.close()
     assert sorted(e["outcome"] for e in event_rows(target)) == ["applied", "unfetched", "unfetched"]
+
+
+def _history_counts(target: Any) -> dict[str, int]:
+    return {
+        t: len(fetch_rows(target, t, live_only=False))
+        for t in ("order_history", "box_history", "item_history")
+    }
+
+
+@pytest.mark.parametrize("history", [False, True])
+def test_rc_sync_history_setting_governs_webhook_versions_and_deletions(
+    sandbox: SandboxServer, engine: Any, target: Any, history: bool
+) -> None:
+    """`rc-sync webhooks apply` with RC_SYNC_HISTORY=off writes no history rows (on: it does)."""
+    from support import make_settings
+
+    from rc_sync.webhooks.service import apply_once
+
+    docs = sandbox.store.orders_json(sandbox.store.org_pks()[0])[:3]
+    for doc in docs:
+        put(engine, doc)
+    settings = make_settings(sandbox, target, history=history)
+    assert apply_once(settings).orders_loaded == 3
+    put(engine, docs[0], method="DELETE", at=datetime(2031, 1, 1, tzinfo=UTC))
+    assert apply_once(settings).orders_deleted == 1
+    counts = _history_counts(target)
+    if history:
+        assert counts["order_history"] == 3 and counts["box_history"] > 0
+    else:
+        assert counts == {"order_history": 0, "box_history": 0, "item_history": 0}
