@@ -295,9 +295,6 @@ def _child_hash(obj: Any, fast: bool) -> str:
     return doc_hash(obj)
 
 
-_SALT = f"rc-sync-normalize-v{NORMALIZE_VERSION}\n".encode()
-
-
 def content_hash(canonical: str) -> str:
     """SHA-256 of the canonical document text, salted with the normalizer version."""
     data = f"rc-sync-normalize-v{NORMALIZE_VERSION}\n{canonical}".encode("utf-8", "surrogatepass")
@@ -443,7 +440,8 @@ class _Walker:
                 "expected an object",
             )
         # == content_hash(canonical) and doc_hash(doc), from the bytes made once
-        row["content_hash"] = hashlib.sha256(_SALT + data).hexdigest()
+        salt = f"rc-sync-normalize-v{NORMALIZE_VERSION}\n".encode()
+        row["content_hash"] = hashlib.sha256(salt + data).hexdigest()
         row[DOC_HASH] = hashlib.sha256(data).hexdigest()
         if _needs_cleaning(canonical, non_finite):
             raw = clean_json(doc)

@@ -173,7 +173,7 @@ def rederive_batch(
         stats.issues_opened, stats.issues_closed = opened, closed
         _mark_current(conn, org_pk, pks, batch)
         if history:
-            stats.history_retyped = _retype_history(conn, org_pk, pks, now)
+            stats.history_retyped = _retype_history(conn, org_pk, pks, now, batch)
     return stats
 
 
@@ -244,18 +244,45 @@ def _mark_current(
         )
 
 
-def _retype_history(conn: Connection, org_pk: str, order_pks: Sequence[str], now: datetime) -> int:
-    """Re-type the history rows of these orders from each version's own document."""
+def _retype_history(
+    conn: Connection,
+    org_pk: str,
+    order_pks: Sequence[str],
+    now: datetime,
+    batch: NormalizedBatch,
+) -> int:
+    """Re-type the history rows of these orders from each version's own document.
+
+    A version whose document is the order's current one (the same content hash: most orders
+    have one version) takes its typed values from the batch just normalized; only the older
+    versions' documents are read and normalized again.
+    """
     table = wh_history.ORDER
-    stored: dict[str, list[tuple[datetime, Any]]] = {}
+    current = history_versions(batch, range(len(batch.orders)), wh_history.REBUILD)
+    reused: list[tuple[str, datetime, wh_history.Version]] = []
+    older: dict[str, set[datetime]] = {}
     for start in range(0, len(order_pks), wh_history.IN_CHUNK):
         chunk = list(order_pks[start : start + wh_history.IN_CHUNK])
+        query = sa.select(table.c.order_pk, table.c.valid_from, table.c.content_hash).where(
+            table.c.org_pk == org_pk, table.c.order_pk.in_(chunk)
+        )
+        for pk, valid_from, digest in conn.execute(query):
+            version = current.get(pk)
+            if version is not None and version.content_hash == digest:
+                reused.append((pk, valid_from, version))
+            else:
+                older.setdefault(pk, set()).add(valid_from)
+    stored: dict[str, list[tuple[datetime, Any]]] = {}
+    older_pks = sorted(older)
+    for start in range(0, len(older_pks), wh_history.IN_CHUNK):
+        chunk = older_pks[start : start + wh_history.IN_CHUNK]
         query = sa.select(table.c.order_pk, table.c.valid_from, table.c.raw).where(
             table.c.org_pk == org_pk, table.c.order_pk.in_(chunk)
         )
         for pk, valid_from, raw in conn.execute(query):
-            stored.setdefault(pk, []).append((valid_from, raw))
-    if not stored:
+            if valid_from in older[pk]:
+                stored.setdefault(pk, []).append((valid_from, raw))
+    if not stored and not reused:
         return 0
     typed = [c for c in wh_history.ORDER_CONTENT if c not in ("raw", "content_hash")]
     order_stmt = (
@@ -268,19 +295,27 @@ def _retype_history(conn: Connection, org_pk: str, order_pks: Sequence[str], now
         .values({c: sa.bindparam(f"v_{c}") for c in typed})
     )
     retyped = 0
-    rounds = max(len(v) for v in stored.values())
-    for index in range(rounds):
-        # normalize_orders keeps one document per order: one round per version index
-        picked = {pk: versions[index] for pk, versions in stored.items() if index < len(versions)}
-        docs = [raw for _, raw in picked.values() if raw is not None]
-        batch = normalize_orders(org_pk, docs, now)
-        versions = history_versions(batch, range(len(batch.orders)), wh_history.REBUILD)
+    rounds = max((len(v) for v in stored.values()), default=0)
+    for index in range(-1, rounds):
+        if index < 0:  # the versions that are the current documents: no second normalization
+            triples = reused
+        else:
+            # normalize_orders keeps one document per order: one round per version index
+            picked = {pk: v[index] for pk, v in stored.items() if index < len(v)}
+            docs = [raw for _, raw in picked.values() if raw is not None]
+            again = normalize_orders(org_pk, docs, now)
+            triples = [
+                (pk, picked[pk][0], version)
+                for pk, version in history_versions(
+                    again, range(len(again.orders)), wh_history.REBUILD
+                ).items()
+                if pk in picked
+            ]
         order_params = []
         child_params: dict[str, list[dict[str, Any]]] = {n: [] for n in wh_history.CHILD_TABLES}
-        for pk, version in versions.items():
-            if pk not in picked or version.content is None:
+        for pk, valid_from, version in triples:
+            if version.content is None:
                 continue
-            valid_from = picked[pk][0]
             order_params.append(
                 {
                     "k_order_pk": pk,
