@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from rc_common.flags import FALSE_WORDS, TRUE_WORDS
@@ -446,56 +447,126 @@ def parse_text(raw: Any) -> tuple[str | None, str | None]:
     return text, f"expected text, got {_type_name(raw)}; stored as JSON text"
 
 
-# --------------------------------------------------------------------------- lists (fast path)
+# --------------------------------------------------------------------------- columns
 #
 # The one implementation of each column parser (the normalizer's, and the one the property
-# tests check): plain lists in, (values, errors) lists out, one Python loop per column with a
-# strict fast path for the API's usual shapes and the scalar twin for everything else, so
-# results are identical to the scalar twins. (A pandas-based second set, used only by tests,
-# was merged into these: two implementations of one parser drift apart.)
+# tests check): a column comes in as a plain list of raw JSON values and goes out as
+# (values, errors) lists. The column is typed with pandas: its distinct strings are found by
+# `pd.factorize` (hashing in C), and those are checked, split and converted with vectorized
+# operations (`Series.str.fullmatch`/`str.extract` for the API's usual shapes, `pd.to_datetime`
+# for timestamps, mapping tables for booleans and units); the results are spread back over
+# the rows by `numpy.take`. Only values the vectorized path rejects (other shapes, other
+# types, errors) go through the scalar twin one by one, so values and error messages are
+# exactly the scalar twins'.
 
 _FAST_DATETIME = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|\+00:00)", re.ASCII
 )
-_FAST_MONEY = re.compile(r"(\d{1,12}(?:\.\d{1,8})?) ([A-Z]{3})", re.ASCII)
-_FAST_QUANTITY = re.compile(r"(\d{1,12}(?:\.\d{1,8})?) ?([a-z]+)", re.ASCII)
+_FAST_DATETIME_PATTERN = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|\+00:00)"
+)
+# anchored: Series.str.extract searches (\Z, not $: no trailing newline either)
+_FAST_MONEY_PATTERN = r"\A([0-9]{1,12}(?:\.[0-9]{1,8})?) ([A-Z]{3})\Z"
+_FAST_QUANTITY_PATTERN = r"\A([0-9]{1,12}(?:\.[0-9]{1,8})?) ?([a-z]+)\Z"
 _UTC = UTC
-_NONE_PAIR: tuple[None, None] = (None, None)
+_NONE_TYPE: type = type(None)
+_STR_OR_NONE: frozenset[type] = frozenset({str, _NONE_TYPE})
+_BOOL_OR_NONE: frozenset[type] = frozenset({bool, _NONE_TYPE})
+_INT_OR_NONE: frozenset[type] = frozenset({int, _NONE_TYPE})
+_BOOL_WORDS: dict[str, bool] = {
+    **dict.fromkeys(TRUE_WORDS, True),
+    **dict.fromkeys(FALSE_WORDS, False),
+}
+
+_CURRENCY_LIST = sorted(ISO_CURRENCIES)
 
 ParsedList = tuple[list[Any], list[str | None]]
+# Typing of one column's distinct strings: (values, accepted) with one entry per string.
+_Vectorized = Callable[[pd.Series], tuple[list[Any], list[bool]]]
 
 
-def _is_na(value: Any) -> bool:
-    """pandas' notion of missing for JSON values: None or a float NaN."""
-    return value is None or (type(value) is float and value != value)
+def only_types(raw: list[Any], allowed: frozenset[type]) -> bool:
+    """Whether every value's exact type is in `allowed` (one pass in C)."""
+    return set(map(type, raw)) <= allowed
+
+
+def _columnar(
+    raw: list[Any],
+    vectorized: _Vectorized,
+    scalar: Callable[[Any], tuple[Any, str | None]],
+    width: int = 1,
+) -> list[list[Any]]:
+    """Type a column: distinct strings through `vectorized`, everything it rejects through `scalar`.
+
+    Returns `width` value lists and the error list (scalar results with width > 1 are
+    unpacked by position).
+    """
+    n = len(raw)
+    types = set(map(type, raw))
+    if types <= {_NONE_TYPE}:
+        return [[None] * n for _ in range(width + 1)]
+    mixed = not types <= _STR_OR_NONE
+    keys = [v if type(v) is str else None for v in raw] if mixed else raw
+    codes, uniques = pd.factorize(np.asarray(keys, dtype=object))
+    distinct = pd.Series(uniques, dtype=object)
+    values, accepted = vectorized(distinct) if len(distinct) else ([], [])
+    outs: list[list[Any]] = [[None] * (len(uniques) + 1) for _ in range(width + 1)]
+    for index, (value, ok) in enumerate(zip(values, accepted, strict=True)):
+        if ok:
+            if width == 1:
+                outs[0][index] = value
+            else:
+                for part in range(width):
+                    outs[part][index] = value[part]
+        else:  # rejected by the vectorized path: the scalar twin decides, once per distinct value
+            parsed, error = scalar(uniques[index])
+            if width == 1:
+                outs[0][index] = parsed
+            else:
+                for part in range(width):
+                    outs[part][index] = parsed[part]
+            outs[width][index] = error
+    # codes are -1 for missing values: the extra last slot (None) is what they take
+    columns = [np.asarray(out, dtype=object).take(codes).tolist() for out in outs]
+    if mixed:  # non-string values (numbers, booleans, objects) one by one
+        for index, value in enumerate(raw):
+            if value is not None and type(value) is not str:
+                parsed, error = scalar(value)
+                if width == 1:
+                    columns[0][index] = parsed
+                else:
+                    for part in range(width):
+                        columns[part][index] = parsed[part]
+                columns[width][index] = error
+    return columns
+
+
+def _datetimes(distinct: pd.Series) -> tuple[list[Any], list[bool]]:
+    """The API's canonical timestamps ('...Z' / '+00:00', years 1900-9998) by pd.to_datetime."""
+    year = distinct.str.slice(0, 4)
+    shape = distinct.str.fullmatch(_FAST_DATETIME_PATTERN) & (year >= "1900") & (year <= "9998")
+    values: list[Any] = [None] * len(distinct)
+    accepted = [False] * len(distinct)
+    if shape.any():
+        chosen = distinct[shape]
+        moments = pd.to_datetime(chosen, format="ISO8601", utc=True, errors="coerce")
+        valid = moments.notna()  # an impossible date (Feb 30, a leap second) is NaT: scalar
+        for position, moment in zip(
+            chosen.index[valid].tolist(), moments[valid].dt.to_pydatetime().tolist(), strict=True
+        ):
+            values[position] = moment
+            accepted[position] = True
+    return values, accepted
 
 
 def datetime_list(raw: list[Any]) -> ParsedList:
-    """parse_datetime over a list (fast path: the API's canonical '...Z' form)."""
-    values: list[Any] = []
-    errors: list[str | None] = []
-    fast = _FAST_DATETIME.fullmatch
-    fromiso = datetime.fromisoformat
-    for value in raw:
-        if value is None:
-            values.append(None)
-            errors.append(None)
-        else:
-            if type(value) is str and fast(value) and "1900" <= value[:4] <= "9998":
-                try:
-                    values.append(fromiso(value).replace(tzinfo=_UTC))
-                    errors.append(None)
-                    continue
-                except ValueError:
-                    pass
-            parsed, error = parse_datetime(value)
-            values.append(parsed)
-            errors.append(error)
+    """parse_datetime over a column (vectorized: pd.to_datetime of the canonical forms)."""
+    values, errors = _columnar(raw, _datetimes, parse_datetime)
     return values, errors
 
 
 def parse_datetime_fast(raw: Any) -> tuple[datetime | None, str | None]:
-    """parse_datetime with datetime_list's fast path, for one value."""
+    """parse_datetime with a fast path for the canonical form, for one value."""
     if type(raw) is str and _FAST_DATETIME.fullmatch(raw) and "1900" <= raw[:4] <= "9998":
         try:
             return datetime.fromisoformat(raw).replace(tzinfo=_UTC), None
@@ -504,94 +575,90 @@ def parse_datetime_fast(raw: Any) -> tuple[datetime | None, str | None]:
     return parse_datetime(raw)
 
 
+def _money(distinct: pd.Series) -> tuple[list[Any], list[bool]]:
+    """'70.59 USD' split into amount and currency by one regex; currencies checked by isin."""
+    parts = distinct.str.extract(_FAST_MONEY_PATTERN)
+    shape = parts[1].isin(_CURRENCY_LIST)
+    values: list[Any] = [None] * len(distinct)
+    accepted = shape.tolist()
+    if shape.any():
+        for position, amount, currency in zip(
+            parts.index[shape].tolist(),
+            parts[0][shape].tolist(),
+            parts[1][shape].tolist(),
+            strict=True,
+        ):
+            values[position] = (Decimal(amount), currency)
+    return values, accepted
+
+
+def _money_scalar(raw: Any) -> tuple[tuple[Any, Any], str | None]:
+    money, error = parse_money(raw)
+    return (None, None) if money is None else (money.amount, money.currency), error
+
+
 def money_list(raw: list[Any]) -> tuple[list[Any], list[Any], list[str | None]]:
-    """parse_money over a list: (amounts, currencies, errors); fast path '70.59 USD'."""
-    amounts: list[Any] = []
-    currencies: list[Any] = []
-    errors: list[str | None] = []
-    fast = _FAST_MONEY.fullmatch
-    for value in raw:
-        if value is None:
-            amounts.append(None)
-            currencies.append(None)
-            errors.append(None)
-            continue
-        match = fast(value) if type(value) is str else None
-        if match is not None and match.group(2) in ISO_CURRENCIES:
-            amounts.append(Decimal(match.group(1)))
-            currencies.append(match.group(2))
-            errors.append(None)
-            continue
-        money, error = parse_money(value)
-        amounts.append(None if money is None else money.amount)
-        currencies.append(None if money is None else money.currency)
-        errors.append(error)
+    """parse_money over a column: (amounts, currencies, errors)."""
+    amounts, currencies, errors = _columnar(raw, _money, _money_scalar, width=2)
     return amounts, currencies, errors
+
+
+def _quantities(factors: dict[str, Decimal]) -> _Vectorized:
+    def vectorized(distinct: pd.Series) -> tuple[list[Any], list[bool]]:
+        parts = distinct.str.extract(_FAST_QUANTITY_PATTERN)
+        factor = parts[1].map(factors)  # the unit table; unknown units are NaN
+        shape = factor.notna()
+        values: list[Any] = [None] * len(distinct)
+        accepted = [False] * len(distinct)
+        for position, number, scale in zip(
+            parts.index[shape].tolist(),
+            parts[0][shape].tolist(),
+            factor[shape].tolist(),
+            strict=True,
+        ):
+            product = Decimal(number) * scale
+            if product < MAX_ABS_DECIMAL:
+                values[position] = product
+                accepted[position] = True
+        return values, accepted
+
+    return vectorized
+
+
+_WEIGHTS = _quantities(GRAMS_PER_UNIT)
+_LENGTHS = _quantities(METRES_PER_UNIT)
 
 
 def _quantity_list(
     raw: list[Any],
-    factors: dict[str, Decimal],
+    vectorized: _Vectorized,
     scalar: Callable[[Any], tuple[Decimal | None, str | None]],
 ) -> ParsedList:
-    values: list[Any] = []
-    errors: list[str | None] = []
-    fast = _FAST_QUANTITY.fullmatch
-    for value in raw:
-        if value is None:
-            values.append(None)
-            errors.append(None)
-            continue
-        match = fast(value) if type(value) is str else None
-        factor = factors.get(match.group(2)) if match is not None else None
-        if factor is not None:
-            assert match is not None
-            product = Decimal(match.group(1)) * factor
-            if product < MAX_ABS_DECIMAL:
-                values.append(product)
-                errors.append(None)
-                continue
-        parsed, error = scalar(value)
-        values.append(parsed)
-        errors.append(error)
+    values, errors = _columnar(raw, vectorized, scalar)
     return values, errors
 
 
 def weight_g_list(raw: list[Any]) -> ParsedList:
-    """parse_weight_g over a list."""
-    return _quantity_list(raw, GRAMS_PER_UNIT, parse_weight_g)
+    """parse_weight_g over a column."""
+    return _quantity_list(raw, _WEIGHTS, parse_weight_g)
 
 
 def length_m_list(raw: list[Any]) -> ParsedList:
-    """parse_length_m over a list."""
-    return _quantity_list(raw, METRES_PER_UNIT, parse_length_m)
+    """parse_length_m over a column."""
+    return _quantity_list(raw, _LENGTHS, parse_length_m)
 
 
-_NONE_TYPE: type = type(None)
-_STR_OR_NONE: frozenset[type] = frozenset({str, _NONE_TYPE})
-_BOOL_OR_NONE: frozenset[type] = frozenset({bool, _NONE_TYPE})
-_INT_OR_NONE: frozenset[type] = frozenset({int, _NONE_TYPE})
-
-
-def only_types(raw: list[Any], allowed: frozenset[type]) -> bool:
-    """Whether every value's exact type is in `allowed` (one pass in C)."""
-    return set(map(type, raw)) <= allowed
+def _bool_words(distinct: pd.Series) -> tuple[list[Any], list[bool]]:
+    """'true'/'no'/... (any case, padded) through the mapping table of boolean words."""
+    mapped = distinct.str.strip().str.lower().map(_BOOL_WORDS)
+    return mapped.tolist(), mapped.notna().tolist()
 
 
 def bool_list(raw: list[Any]) -> ParsedList:
-    """parse_bool over a list."""
+    """parse_bool over a column (JSON booleans pass as they are)."""
     if only_types(raw, _BOOL_OR_NONE):
         return list(raw), [None] * len(raw)
-    values: list[Any] = []
-    errors: list[str | None] = []
-    for value in raw:
-        if value is None or type(value) is bool:
-            values.append(value)
-            errors.append(None)
-        else:
-            parsed, error = parse_bool(value)
-            values.append(parsed)
-            errors.append(error)
+    values, errors = _columnar(raw, _bool_words, parse_bool)
     return values, errors
 
 

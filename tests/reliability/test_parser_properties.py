@@ -193,3 +193,50 @@ def test_normalizer_never_raises_on_any_url(raw: object) -> None:
     docs = [{"url": raw, "nested_updated_at": "2024-01-01T00:00:00Z", "boxes": [{"url": raw}]}]
     batch = normalize_orders("org", docs, datetime(2024, 1, 1, tzinfo=UTC))
     assert batch.org_pk == "org"
+
+
+# The API's usual shapes (the columnar parsers' vectorized path) and small corruptions of
+# them: a character before or after, a newline, an impossible date, years at the bounds.
+canonical_shapes = st.one_of(
+    st.builds(
+        lambda number, currency: f"{number} {currency}",
+        st.from_regex(r"\A[0-9]{1,13}(\.[0-9]{1,9})?\Z"),
+        st.sampled_from(["USD", "EUR", "JPY", "XYZ", "usd"]),
+    ),
+    st.from_regex(r"\A[0-9]{1,13}(\.[0-9]{1,9})? ?(g|kg|lbs|oz|m|cm|in|ft|mm|xx)\Z"),
+    st.from_regex(
+        r"\A(1899|1900|2024|9998|9999)-(02|12|13)-(28|29|30|31)T(23|24):(59|60):(59|60)"
+        r"(\.[0-9]{1,7})?(Z|\+00:00|-01:00)\Z"
+    ),
+    st.sampled_from(["true", " FALSE ", "yes", "No", "1", "0", "maybe"]),
+)
+corrupted = st.builds(
+    lambda text, before, after: f"{before}{text}{after}",
+    canonical_shapes,
+    st.sampled_from(["", "", "", "x", " ", "1e", "-", "\n"]),
+    st.sampled_from(["", "", "", "x", " ", "\n", "0"]),
+)
+ALL_COLUMNS = {
+    "weight": (parsing.weight_g_list, parse_weight_g),
+    "length": (parsing.length_m_list, parse_length_m),
+    "datetime": (parsing.datetime_list, parse_datetime),
+    "bool": (parsing.bool_list, parsing.parse_bool),
+    "int": (parsing.int_list, parsing.parse_int),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_COLUMNS))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raws=st.lists(st.one_of(corrupted, corrupted, any_json), max_size=30))
+def test_columnar_parsers_exact_on_near_canonical_shapes(name: str, raws: list[object]) -> None:
+    """Same values (repr: Decimal scale, tzinfo) and messages as the scalar twin, row by row."""
+    column, scalar = ALL_COLUMNS[name]
+    values, errors = column(list(raws))
+    expected = [scalar(raw) for raw in raws]
+    assert repr(list(zip(values, errors, strict=True))) == repr(expected)
+    amounts, currencies, money_errors = parsing.money_list(list(raws))
+    got = [
+        (None if a is None else Money(a, c), e)
+        for a, c, e in zip(amounts, currencies, money_errors, strict=True)
+    ]
+    assert repr(got) == repr([parse_money(raw) for raw in raws])
