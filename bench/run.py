@@ -723,8 +723,10 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _full_sync_row(label: str, dialect: str, f: dict[str, Any], ratio: str) -> list[str]:
-    """One table row for a measured full sync."""
+def _full_sync_row(
+    label: str, dialect: str, f: dict[str, Any], ratio: str, cpu_ratio: str = ""
+) -> list[str]:
+    """One table row for a measured full sync (or rebuild)."""
     return [
         label,
         dialect,
@@ -733,12 +735,28 @@ def _full_sync_row(label: str, dialect: str, f: dict[str, Any], ratio: str) -> l
         _fmt(f["rows_per_s"]),
         _fmt(f["requests"]),
         _fmt(f["peak_rss_mb"], 0),
+        _fmt(f.get("cpu_s")),
         ratio,
+        cpu_ratio,
     ]
 
 
+def _limit_cpu(limit: dict[str, Any], dialect: str) -> float:
+    """The limit's client CPU: fetch+parse plus the bulk load's, inside their phases."""
+    return float(limit.get("fetch_parse_cpu_s", 0.0)) + float(
+        limit.get("load_cpu_s", {}).get(dialect, 0.0)
+    )
+
+
+def _ratio(value: float | None, base: float | None, suffix: str = "") -> str:
+    if not value or not base:
+        return ""
+    return f"{value / base:.2f}{suffix}"
+
+
 def table_rows(r: dict[str, Any]) -> list[list[str]]:
-    """measurement | dialect | wall s | orders/s | rows/s | requests | peak RSS MB | x limit"""
+    """measurement | dialect | wall s | orders/s | rows/s | requests | peak RSS MB | CPU s |
+    x limit (wall) | x limit (CPU)"""
     rows: list[list[str]] = []
     limit = r["limit"]
     n = limit["orders"]
@@ -750,6 +768,8 @@ def table_rows(r: dict[str, Any]) -> list[list[str]]:
             _fmt(n / limit["fetch_parse_s"]),
             "",
             _fmt(limit["pages"]),
+            "",
+            _fmt(limit.get("fetch_parse_cpu_s")),
             "",
             "",
         ]
@@ -764,6 +784,8 @@ def table_rows(r: dict[str, Any]) -> list[list[str]]:
                 _fmt(limit["rows"][dialect] / load_s),
                 "",
                 "",
+                _fmt(limit.get("load_cpu_s", {}).get(dialect)),
+                "",
                 "",
             ]
         )
@@ -777,20 +799,28 @@ def table_rows(r: dict[str, Any]) -> list[list[str]]:
                 _fmt(limit["rows"][dialect] / total),
                 "",
                 "",
+                _fmt(_limit_cpu(limit, dialect)),
+                "1.00",
                 "1.00",
             ]
         )
     for dialect, f in r["full_sync"].items():
         ratio = _fmt(f["wall_s"] / limit["total_s"][dialect])
-        rows.append(_full_sync_row(f"rc-sync full sync, N={f['orders']:,}", dialect, f, ratio))
+        cpu_ratio = _ratio(f.get("cpu_s"), _limit_cpu(limit, dialect))
+        label = f"rc-sync full sync, N={f['orders']:,}"
+        rows.append(_full_sync_row(label, dialect, f, ratio, cpu_ratio))
     for dialect, f in r.get("rebuild", {}).items():
         ratio = _fmt(f["wall_s"] / limit["load_s"][dialect]) + " of bulk load"
-        rows.append(_full_sync_row(f"rc-sync rebuild --all, N={f['orders']:,}", dialect, f, ratio))
+        cpu_ratio = _ratio(f.get("cpu_s"), limit.get("load_cpu_s", {}).get(dialect), " of load")
+        label = f"rc-sync rebuild --all, N={f['orders']:,} (0 requests)"
+        rows.append(_full_sync_row(label, dialect, f, ratio, cpu_ratio))
     divisor = r["config"].get("scale_divisor", 10)
     for dialect, f in r.get("small_full_sync", {}).items():
         if isinstance(f, dict):
             label = f"rc-sync full sync, N/{divisor}={f['orders']:,}"
-            rows.append(_full_sync_row(label, dialect, f, ""))
+            big = r["full_sync"].get(dialect, {}).get("peak_rss_mb")
+            growth = _ratio(big, f.get("peak_rss_mb"), " RSS N vs N/10")
+            rows.append(_full_sync_row(label, dialect, f, growth))
     for dialect, inc in r["incremental"].items():
         full = r["full_sync"][dialect]
         rows.append(
@@ -802,7 +832,9 @@ def table_rows(r: dict[str, Any]) -> list[list[str]]:
                 "",
                 f"{inc['requests']} (bound {inc['request_bound']})",
                 _fmt(inc["peak_rss_mb"], 0),
+                _fmt(inc.get("cpu_s")),
                 f"{inc['wall_s'] / full['wall_s'] * 100:.1f}% of full",
+                "",
             ]
         )
     sweep = r.get("sweep")
@@ -819,7 +851,9 @@ def table_rows(r: dict[str, Any]) -> list[list[str]]:
                     "",
                     _fmt(p["requests"]),
                     "",
+                    "",
                     f"{base / p['wall_s']:.1f}x c=1" if base else "",
+                    "",
                 ]
             )
         sync = sweep["sync"]["points"]
@@ -834,7 +868,9 @@ def table_rows(r: dict[str, Any]) -> list[list[str]]:
                     _fmt(p["rows_per_s"]),
                     _fmt(p["requests"]),
                     _fmt(p["peak_rss_mb"], 0),
+                    _fmt(p.get("cpu_s")),
                     f"{base / p['wall_s']:.1f}x c=1" if base else "",
+                    "",
                 ]
             )
     return rows
@@ -848,7 +884,9 @@ HEADER = [
     "rows/s",
     "requests",
     "peak RSS MB",
-    "x limit",
+    "CPU s",
+    "x limit (wall)",
+    "x limit (CPU)",
 ]
 
 

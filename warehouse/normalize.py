@@ -256,15 +256,13 @@ def _stdlib_canonical(doc: Any) -> tuple[str, bool]:
 
 # The canonical text is msgspec's sorted-key encoding (~4x faster than json.dumps), used only
 # when it is byte-identical to the standard library's: msgspec refuses non-str keys and lone
-# surrogates (then the stdlib encodes), and the two differ only in how they write some floats
-# (msgspec: 1e16, 0.00001; stdlib: 1e+16, 1e-05) and in writing NaN/Infinity as null; a
-# document with such a float (found in the output) or a non-finite one (found in its
-# MessagePack form, which keeps them) is encoded by the stdlib. tests/warehouse/
-# test_canonical.py checks the equivalence on generated documents.
+# surrogates (then the stdlib encodes), and the two differ only in how they write floats
+# (msgspec: 1e16, 0.00001; stdlib: 1e+16, 1e-05; NaN/Infinity as null), so a document with
+# any float is encoded by the stdlib (ReadyCloud sends amounts and quantities as strings).
+# tests/warehouse/test_canonical.py checks the equivalence on generated documents.
 _SORTED_JSON = msgspec.json.Encoder(order="sorted")
 _MSGPACK = msgspec.msgpack.Encoder()
-_FLOAT_FORMS = re.compile(rb"(?:^|[:,\[])-?[0-9]+(?:\.[0-9]+)?[eE]|(?:^|[:,\[])-?0\.0000")
-_NON_FINITE = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]|\xca[\x7f\xff][\x80-\xff]")
+_FLOAT32, _FLOAT64 = b"\xca", b"\xcb"
 
 
 _Canon = tuple[str, bytes, bool, bool]
@@ -272,18 +270,17 @@ _Canon = tuple[str, bytes, bool, bool]
 
 def _canonical(doc: Any) -> _Canon:
     """(canonical text, its UTF-8 bytes, holds non-finite numbers, msgspec made it)."""
-    data: bytes | None
-    try:
-        data = _SORTED_JSON.encode(doc)
-    except Exception:  # anything msgspec refuses goes to the reference encoder
+    data: bytes | None = None
+    try:  # anything msgspec refuses (non-str keys, lone surrogates) goes to the reference
+        packed = _MSGPACK.encode(doc)
+        # no float anywhere: MessagePack marks every float with one of these two bytes (a
+        # string or an integer holding one only costs the reference path)
+        if _FLOAT32 not in packed and _FLOAT64 not in packed:
+            data = _SORTED_JSON.encode(doc)
+    except Exception:
         data = None
-    if data is not None and not _FLOAT_FORMS.search(data):
-        try:
-            packed = _MSGPACK.encode(doc)
-        except Exception:  # the same document: not expected, but the reference decides
-            packed = b"\xcb\x7f\xf0"
-        if not _NON_FINITE.search(packed):
-            return data.decode("utf-8"), data, False, True
+    if data is not None:
+        return data.decode("utf-8"), data, False, True
     text, non_finite = _stdlib_canonical(doc)
     return text, text.encode("utf-8", "surrogatepass"), non_finite, False
 

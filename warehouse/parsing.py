@@ -462,8 +462,10 @@ def parse_text(raw: Any) -> tuple[str | None, str | None]:
 _FAST_DATETIME = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|\+00:00)", re.ASCII
 )
+# years 1900-9998 only (what the scalar fast path takes; the rest is the scalar twin's)
 _FAST_DATETIME_PATTERN = (
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|\+00:00)"
+    r"(?:19[0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+    r"-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|\+00:00)"
 )
 # anchored: Series.str.extract searches (\Z, not $: no trailing newline either)
 _FAST_MONEY_PATTERN = r"\A([0-9]{1,12}(?:\.[0-9]{1,8})?) ([A-Z]{3})\Z"
@@ -481,8 +483,8 @@ _BOOL_WORDS: dict[str, bool] = {
 _CURRENCY_LIST = sorted(ISO_CURRENCIES)
 
 ParsedList = tuple[list[Any], list[str | None]]
-# Typing of one column's distinct strings: (values, accepted) with one entry per string.
-_Vectorized = Callable[[pd.Series], tuple[list[Any], list[bool]]]
+# Typing of one column's distinct strings: (values, accepted), arrays with one entry each.
+_Vectorized = Callable[[pd.Series], tuple[np.ndarray, np.ndarray]]
 
 
 def only_types(raw: list[Any], allowed: frozenset[type]) -> bool:
@@ -498,8 +500,8 @@ def _columnar(
 ) -> list[list[Any]]:
     """Type a column: distinct strings through `vectorized`, everything it rejects through `scalar`.
 
-    Returns `width` value lists and the error list (scalar results with width > 1 are
-    unpacked by position).
+    Returns `width` value lists and the error list; with width > 1 the values are tuples
+    (from `vectorized` and from `scalar`) unpacked by position.
     """
     n = len(raw)
     types = set(map(type, raw))
@@ -508,54 +510,42 @@ def _columnar(
     mixed = not types <= _STR_OR_NONE
     keys = [v if type(v) is str else None for v in raw] if mixed else raw
     codes, uniques = pd.factorize(np.asarray(keys, dtype=object))
-    distinct = pd.Series(uniques, dtype=object)
-    values, accepted = vectorized(distinct) if len(distinct) else ([], [])
-    outs: list[list[Any]] = [[None] * (len(uniques) + 1) for _ in range(width + 1)]
-    for index, (value, ok) in enumerate(zip(values, accepted, strict=True)):
-        if ok:
-            if width == 1:
-                outs[0][index] = value
-            else:
-                for part in range(width):
-                    outs[part][index] = value[part]
-        else:  # rejected by the vectorized path: the scalar twin decides, once per distinct value
-            parsed, error = scalar(uniques[index])
-            if width == 1:
-                outs[0][index] = parsed
-            else:
-                for part in range(width):
-                    outs[part][index] = parsed[part]
-            outs[width][index] = error
-    # codes are -1 for missing values: the extra last slot (None) is what they take
-    columns = [np.asarray(out, dtype=object).take(codes).tolist() for out in outs]
+    count = len(uniques)
+    # one slot per distinct value plus a last one (None) that the missing values (-1) take
+    values = np.full(count + 1, None, dtype=object)
+    errors = np.full(count + 1, None, dtype=object)
+    if count:
+        typed, accepted = vectorized(pd.Series(uniques, dtype=object))
+        values[:count] = typed
+        for index in np.flatnonzero(~accepted).tolist():  # the scalar twin, once per value
+            values[index], errors[index] = scalar(uniques[index])
+    columns = [values.take(codes).tolist(), errors.take(codes).tolist()]
     if mixed:  # non-string values (numbers, booleans, objects) one by one
         for index, value in enumerate(raw):
             if value is not None and type(value) is not str:
-                parsed, error = scalar(value)
-                if width == 1:
-                    columns[0][index] = parsed
-                else:
-                    for part in range(width):
-                        columns[part][index] = parsed[part]
-                columns[width][index] = error
-    return columns
+                columns[0][index], columns[1][index] = scalar(value)
+    if width == 1:
+        return columns
+    parts: list[list[Any]] = [[None] * n for _ in range(width)]
+    for index, value in enumerate(columns[0]):
+        if value is not None:
+            for part in range(width):
+                parts[part][index] = value[part]
+    return [*parts, columns[1]]
 
 
-def _datetimes(distinct: pd.Series) -> tuple[list[Any], list[bool]]:
+def _datetimes(distinct: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """The API's canonical timestamps ('...Z' / '+00:00', years 1900-9998) by pd.to_datetime."""
-    year = distinct.str.slice(0, 4)
-    shape = distinct.str.fullmatch(_FAST_DATETIME_PATTERN) & (year >= "1900") & (year <= "9998")
-    values: list[Any] = [None] * len(distinct)
-    accepted = [False] * len(distinct)
-    if shape.any():
-        chosen = distinct[shape]
-        moments = pd.to_datetime(chosen, format="ISO8601", utc=True, errors="coerce")
-        valid = moments.notna()  # an impossible date (Feb 30, a leap second) is NaT: scalar
-        for position, moment in zip(
-            chosen.index[valid].tolist(), moments[valid].dt.to_pydatetime().tolist(), strict=True
-        ):
-            values[position] = moment
-            accepted[position] = True
+    values = np.full(len(distinct), None, dtype=object)
+    shape = distinct.str.fullmatch(_FAST_DATETIME_PATTERN).to_numpy(dtype=bool)
+    if not shape.any():
+        return values, shape
+    moments = pd.to_datetime(distinct[shape], format="ISO8601", utc=True, errors="coerce")
+    valid = moments.notna().to_numpy(dtype=bool)  # an impossible date (Feb 30, :60) is NaT
+    chosen = np.flatnonzero(shape)[valid]
+    values[chosen] = moments[valid].dt.to_pydatetime().to_numpy(dtype=object)
+    accepted = np.zeros(len(distinct), dtype=bool)
+    accepted[chosen] = True
     return values, accepted
 
 
@@ -575,21 +565,19 @@ def parse_datetime_fast(raw: Any) -> tuple[datetime | None, str | None]:
     return parse_datetime(raw)
 
 
-def _money(distinct: pd.Series) -> tuple[list[Any], list[bool]]:
+def _money(distinct: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """'70.59 USD' split into amount and currency by one regex; currencies checked by isin."""
     parts = distinct.str.extract(_FAST_MONEY_PATTERN)
-    shape = parts[1].isin(_CURRENCY_LIST)
-    values: list[Any] = [None] * len(distinct)
-    accepted = shape.tolist()
-    if shape.any():
-        for position, amount, currency in zip(
-            parts.index[shape].tolist(),
-            parts[0][shape].tolist(),
-            parts[1][shape].tolist(),
-            strict=True,
-        ):
-            values[position] = (Decimal(amount), currency)
-    return values, accepted
+    shape = parts[1].isin(_CURRENCY_LIST).to_numpy(dtype=bool)
+    values = np.full(len(distinct), None, dtype=object)
+    for position, amount, currency in zip(
+        np.flatnonzero(shape).tolist(),
+        parts[0][shape].tolist(),
+        parts[1][shape].tolist(),
+        strict=True,
+    ):
+        values[position] = (Decimal(amount), currency)  # one by one: a tuple per cell
+    return values, shape
 
 
 def _money_scalar(raw: Any) -> tuple[tuple[Any, Any], str | None]:
@@ -604,14 +592,14 @@ def money_list(raw: list[Any]) -> tuple[list[Any], list[Any], list[str | None]]:
 
 
 def _quantities(factors: dict[str, Decimal]) -> _Vectorized:
-    def vectorized(distinct: pd.Series) -> tuple[list[Any], list[bool]]:
+    def vectorized(distinct: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         parts = distinct.str.extract(_FAST_QUANTITY_PATTERN)
         factor = parts[1].map(factors)  # the unit table; unknown units are NaN
-        shape = factor.notna()
-        values: list[Any] = [None] * len(distinct)
-        accepted = [False] * len(distinct)
+        shape = factor.notna().to_numpy(dtype=bool)
+        values = np.full(len(distinct), None, dtype=object)
+        accepted = np.zeros(len(distinct), dtype=bool)
         for position, number, scale in zip(
-            parts.index[shape].tolist(),
+            np.flatnonzero(shape).tolist(),
             parts[0][shape].tolist(),
             factor[shape].tolist(),
             strict=True,
@@ -648,10 +636,11 @@ def length_m_list(raw: list[Any]) -> ParsedList:
     return _quantity_list(raw, _LENGTHS, parse_length_m)
 
 
-def _bool_words(distinct: pd.Series) -> tuple[list[Any], list[bool]]:
+def _bool_words(distinct: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """'true'/'no'/... (any case, padded) through the mapping table of boolean words."""
     mapped = distinct.str.strip().str.lower().map(_BOOL_WORDS)
-    return mapped.tolist(), mapped.notna().tolist()
+    accepted = mapped.notna().to_numpy(dtype=bool)
+    return mapped.astype(object).where(accepted, None).to_numpy(dtype=object), accepted
 
 
 def bool_list(raw: list[Any]) -> ParsedList:

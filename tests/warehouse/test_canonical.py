@@ -118,27 +118,24 @@ def test_known_differences_between_the_encoders_are_caught(value: Any) -> None:
         assert not fast  # msgspec writes these floats differently: the reference is used
 
 
-def test_sandbox_orders_take_the_fast_path_with_identical_hashes() -> None:
+def _stdlib_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_sandbox_orders_hash_exactly_like_the_reference() -> None:
     from rc_sandbox import SandboxConfig, SandboxServer
 
-    server = SandboxServer(SandboxConfig(orgs=1, orders=60, seed=3))
+    server = SandboxServer(SandboxConfig(orgs=1, orders=200, seed=3))
     docs = server.store.orders_json(server.store.org_pks()[0])
+    fast_count = 0
     for doc in docs:
         _text, data, non_finite, fast = _canonical(doc)
-        assert fast and not non_finite
-        assert (
-            data
-            == json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-        )
+        assert not non_finite and data == _stdlib_bytes(doc)
+        fast_count += fast
         for box in doc["boxes"]:
             shell = {k: v for k, v in box.items() if k != "items"}
-            assert _child_hash(shell, True) == doc_hash(shell)
+            assert _child_hash(shell, fast) == hashlib.sha256(_stdlib_bytes(shell)).hexdigest()
             for item in box["items"]:
-                assert (
-                    _child_hash(item, True)
-                    == hashlib.sha256(
-                        json.dumps(
-                            item, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-                        ).encode()
-                    ).hexdigest()
-                )
+                assert _child_hash(item, fast) == hashlib.sha256(_stdlib_bytes(item)).hexdigest()
+    # the sandbox writes some item weights as JSON numbers: those orders take the stdlib path
+    assert fast_count >= len(docs) * 0.7
