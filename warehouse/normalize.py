@@ -1,8 +1,11 @@
 """Turn ReadyCloud order documents into typed rows for orders, boxes, items and addresses.
 
-Pure: no I/O. A plain loop walks the JSON into row dicts of raw values; pandas then types
-each column with the vectorized parsers. Unparseable values become NULL plus a load issue;
-nothing in a document makes this raise.
+Pure: no I/O. One plain loop walks the documents once, into columns per table (the source
+object of every row and the walker's own columns: keys, hashes); each field's raw values are
+then read out as one list per column and typed by the columnar parsers of warehouse.parsing
+(pandas factorize + vectorized string/timestamp operations, the scalar twin only for what
+those reject). Unparseable values become NULL plus a load issue; nothing in a document makes
+this raise.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import itemgetter
+from itertools import repeat
 from typing import Any, cast
 
 import msgspec
@@ -373,31 +376,72 @@ def _clean_pk(
     return pk
 
 
-def _plan(fields: tuple[Field, ...]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[Field, ...]]:
-    """Split fields into top-level ones (columns, keys) and nested ones."""
-    simple = [f for f in fields if len(f.path) == 1]
-    nested = tuple(f for f in fields if len(f.path) > 1)
-    return tuple(f.column for f in simple), tuple(f.path[0] for f in simple), nested
+# The walker's own columns per table (besides org_pk), in the order `_Columns.add` takes them.
+_WALKED = {
+    "orders": ("order_pk", ROW_KEY, "content_hash", DOC_HASH, "raw", RAW_JSON),
+    "addresses": ("order_pk", "role", ROW_KEY),
+    "boxes": ("order_pk", "box_pk", ROW_KEY, DOC_HASH),
+    "items": ("order_pk", "box_pk", "item_pk", ROW_KEY, DOC_HASH),
+}
 
 
-_PLANS: dict[
-    int, tuple[tuple[Field, ...], tuple[str, ...], tuple[str, ...], tuple[Field, ...]]
-] = {}
+def _parents(fields: tuple[Field, ...]) -> tuple[tuple[str, ...], ...]:
+    """The distinct parent paths of a table's nested fields (billing, shipping, source)."""
+    return tuple(dict.fromkeys(f.path[:-1] for f in fields if len(f.path) > 1))
 
 
-def _fill(row: dict[str, Any], obj: dict[str, Any], fields: tuple[Field, ...]) -> list[str]:
-    """Copy raw values into `row`; returns the dotted parents that were not objects."""
-    plan = _PLANS.get(id(fields))
-    if plan is None or plan[0] is not fields:
-        plan = _PLANS[id(fields)] = (fields, *_plan(fields))
-    _, columns, keys, nested = plan
-    row.update(zip(columns, map(obj.get, keys), strict=True))  # top-level fields, in C
+PARENTS = {table: _parents(fields) for table, fields in FIELDS.items()}
+
+
+class _Columns:
+    """One table's walked rows as columns: the source objects, and the walker's own columns.
+
+    The field columns are read from the objects column by column when typing (`raw`), so
+    no per-row dict is ever built.
+    """
+
+    def __init__(self, table: str) -> None:
+        self.objs: list[dict[str, Any]] = []
+        self.walked: dict[str, list[Any]] = {c: [] for c in _WALKED[table]}
+        self._appends = [column.append for column in self.walked.values()]
+        # (row, column, value): field values replaced at walk time (a cleaned JSON column)
+        self.overrides: list[tuple[int, str, Any]] = []
+
+    def add(self, obj: dict[str, Any], *values: Any) -> None:
+        """One row: its source object and the walker's values (in `_WALKED` order)."""
+        self.objs.append(obj)
+        for append, value in zip(self._appends, values, strict=True):
+            append(value)
+
+    def __len__(self) -> int:
+        return len(self.objs)
+
+    def truncate(self, n: int) -> None:
+        """Drop the rows after the first n (an order that could not be walked)."""
+        del self.objs[n:]
+        for column in self.walked.values():
+            del column[n:]
+        self.overrides = [o for o in self.overrides if o[0] < n]
+
+    def raw(self, spec: Field) -> list[Any]:
+        """The raw values of one field, one per row (C-level `dict.get` for top-level fields)."""
+        if len(spec.path) == 1:
+            values = list(map(dict.get, self.objs, repeat(spec.path[0])))
+        else:
+            values = [_dig(obj, spec.path)[0] for obj in self.objs]
+        for index, column, value in self.overrides:
+            if column == spec.column:
+                values[index] = value
+        return values
+
+
+def _broken(obj: dict[str, Any], parents: tuple[tuple[str, ...], ...]) -> list[str]:
+    """The dotted parents of nested fields that are not objects (in field order)."""
     broken: list[str] = []
-    for spec in nested:
-        value, bad_parent = _dig(obj, spec.path)
-        row[spec.column] = value
-        if bad_parent and bad_parent not in broken:
-            broken.append(bad_parent)
+    for parent in parents:
+        _, bad = _dig(obj, (*parent, ""))
+        if bad and bad not in broken:
+            broken.append(bad)
     return broken
 
 
@@ -408,12 +452,12 @@ def _as_list(value: Any) -> list[Any] | None:
 
 
 class _Walker:
-    """Walks order documents into raw row dicts."""
+    """Walks order documents once, into columns per table (`_Columns`)."""
 
     def __init__(self, org_pk: str) -> None:
         self.org_pk = org_pk
         self.issues = _Issues(org_pk)
-        self.rows: dict[str, list[dict[str, Any]]] = {t: [] for t in KEYS}
+        self.tables: dict[str, _Columns] = {t: _Columns(t) for t in KEYS}
         self.skipped = 0
         self._fast = False  # the current order's canonical form came from msgspec
 
@@ -426,8 +470,8 @@ class _Walker:
     def order(self, doc: dict[str, Any], order_pk: str, canon: _Canon) -> None:
         canonical, data, non_finite, self._fast = canon
         issues = self.issues
-        row: dict[str, Any] = {"org_pk": self.org_pk, "order_pk": order_pk, ROW_KEY: ""}
-        for parent in _fill(row, doc, ORDER_FIELDS):
+        orders = self.tables["orders"]
+        for parent in _broken(doc, PARENTS["orders"]):
             issues.add(
                 order_pk,
                 "orders",
@@ -438,14 +482,11 @@ class _Walker:
             )
         # == content_hash(canonical) and doc_hash(doc), from the bytes made once
         salt = f"rc-sync-normalize-v{NORMALIZE_VERSION}\n".encode()
-        row["content_hash"] = hashlib.sha256(salt + data).hexdigest()
-        row[DOC_HASH] = hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256(salt + data).hexdigest()
+        identity = hashlib.sha256(data).hexdigest()
         if _needs_cleaning(canonical, non_finite):
             raw = clean_json(doc)
-            row["raw"] = raw
-            row[RAW_JSON] = json.dumps(
-                raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-            )
+            text = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             issues.add(
                 order_pk,
                 "orders",
@@ -457,11 +498,11 @@ class _Walker:
             )
             for spec in ORDER_FIELDS:
                 if spec.kind in (JSON_LIST, JSON_OBJECT):
-                    row[spec.column] = clean_json(row[spec.column])
+                    value = clean_json(_dig(doc, spec.path)[0])
+                    orders.overrides.append((len(orders), spec.column, value))
+            orders.add(doc, order_pk, "", digest, identity, raw, text)
         else:
-            row["raw"] = doc
-            row[RAW_JSON] = canonical
-        self.rows["orders"].append(row)
+            orders.add(doc, order_pk, "", digest, identity, doc, canonical)
         self._addresses(doc, order_pk)
         self._boxes(doc, order_pk)
 
@@ -483,42 +524,22 @@ class _Walker:
                     f"shipping.{role} is not an object",
                 )
                 continue
-            row: dict[str, Any] = {
-                "org_pk": self.org_pk,
-                "order_pk": order_pk,
-                "role": role,
-                ROW_KEY: role,
-            }
-            _fill(row, address, ADDRESS_FIELDS)
-            self.rows["addresses"].append(row)
+            self.tables["addresses"].add(address, order_pk, role, role)
 
     def _boxes(self, doc: dict[str, Any], order_pk: str) -> None:
         for box, box_pk, _ in self._children(doc, order_pk, None):
-            row: dict[str, Any] = {
-                "org_pk": self.org_pk,
-                "order_pk": order_pk,
-                "box_pk": box_pk,
-                ROW_KEY: box_pk,
-                DOC_HASH: _child_hash({k: v for k, v in box.items() if k != "items"}, self._fast),
-            }
-            for parent in _fill(row, box, BOX_FIELDS):
+            shell = {k: v for k, v in box.items() if k != "items"}
+            for parent in _broken(box, PARENTS["boxes"]):
                 self.issues.add(order_pk, "boxes", box_pk, parent, None, "expected an object")
-            self.rows["boxes"].append(row)
+            self.tables["boxes"].add(box, order_pk, box_pk, box_pk, _child_hash(shell, self._fast))
             self._items(box, order_pk, box_pk)
 
     def _items(self, box: dict[str, Any], order_pk: str, box_pk: str) -> None:
         for item, item_pk, row_key in self._children(box, order_pk, box_pk):
-            row: dict[str, Any] = {
-                "org_pk": self.org_pk,
-                "order_pk": order_pk,
-                "box_pk": box_pk,
-                "item_pk": item_pk,
-                ROW_KEY: row_key,
-                DOC_HASH: _child_hash(item, self._fast),
-            }
-            for parent in _fill(row, item, ITEM_FIELDS):
+            for parent in _broken(item, PARENTS["items"]):
                 self.issues.add(order_pk, "items", row_key, parent, None, "expected an object")
-            self.rows["items"].append(row)
+            digest = _child_hash(item, self._fast)
+            self.tables["items"].add(item, order_pk, box_pk, item_pk, row_key, digest)
 
     def _children(
         self, parent: dict[str, Any], order_pk: str, box_pk: str | None
@@ -637,22 +658,20 @@ _CLEANED = "NUL or unpaired surrogate characters replaced by U+FFFD"
 
 
 def _type_table(
-    table: str, rows: list[dict[str, Any]], synced_at: datetime, extra: tuple[str, ...]
+    table: str,
+    walked: _Columns,
+    org_pk: str,
+    synced_at: datetime,
+    extra: tuple[str, ...],
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Type one table's raw rows column by column (plain lists; pandas only for the result).
-
-    Same values and issues, in the same order, as typing each column with the vectorized
-    Series parsers; a Python loop per column is much cheaper than pandas' per-call overhead
-    for page-sized batches.
-    """
+    """Type one table column by column: each field's raw values as a list, typed by the
+    columnar parsers of warehouse.parsing; pandas holds the result."""
     fields = FIELDS[table]
     keys = KEYS[table]
-    n = len(rows)
+    n = len(walked)
     found: list[dict[str, Any]] = []
-    if n:
-        row_keys = [r[ROW_KEY] for r in rows]
-        order_pks = [r["order_pk"] for r in rows]
-        org_pk = rows[0]["org_pk"]
+    row_keys = walked.walked[ROW_KEY]
+    order_pks = walked.walked["order_pk"]
 
     def note(column: str, raw: list[Any], errors: list[Any]) -> None:
         if not any(errors):  # the usual case: no error in the column
@@ -675,7 +694,7 @@ def _type_table(
     currencies: dict[str, list[Any]] = {}
     raws: dict[str, list[Any]] = {}
     for spec in fields:
-        raw = list(map(itemgetter(spec.column), rows))
+        raw = walked.raw(spec)
         raws[spec.column] = raw
         if spec.kind == TEXT:
             values, errors = parsing.text_list(raw)
@@ -737,13 +756,15 @@ def _type_table(
                     for v, m in zip(typed[column], messages, strict=True)
                 ]
         typed[currency_column] = chosen
-    data: dict[str, list[Any]] = {k: [r[k] for r in rows] for k in keys}
+    data: dict[str, list[Any]] = {
+        k: [org_pk] * n if k == "org_pk" else list(walked.walked[k]) for k in keys
+    }
     for column, values in typed.items():
-        data[column] = values  # the list parsers never give NaN, only None
+        data[column] = values  # the column parsers never give NaN, only None
     for column in extra:
-        data[column] = [r[column] for r in rows]
+        data[column] = walked.walked[column]
     data["synced_at"] = [synced_at] * n
-    data[ROW_KEY] = [r[ROW_KEY] for r in rows]
+    data[ROW_KEY] = row_keys
     return pd.DataFrame(data, dtype=object), found
 
 
@@ -755,13 +776,13 @@ def normalize_orders(
         raise ValueError("synced_at must be timezone-aware")
     walker = _Walker(org_pk)
     for doc, order_pk, canon in _select_documents(org_pk, docs, walker):
-        before = {t: len(r) for t, r in walker.rows.items()}
+        before = {t: len(c) for t, c in walker.tables.items()}
         issues_before = len(walker.issues.rows)
         try:
             walker.order(doc, order_pk, canon)
         except RecursionError:
             for table, count in before.items():
-                del walker.rows[table][count:]
+                walker.tables[table].truncate(count)
             del walker.issues.rows[issues_before:]
             walker.skip(doc, canon[0], "order document nested too deeply; skipped")
     frames: dict[str, pd.DataFrame] = {}
@@ -772,7 +793,7 @@ def normalize_orders(
             extra = ("raw", RAW_JSON, "content_hash", DOC_HASH)
         elif table in ("boxes", "items"):
             extra = (DOC_HASH,)
-        frames[table], found = _type_table(table, walker.rows[table], synced_at, extra)
+        frames[table], found = _type_table(table, walker.tables[table], org_pk, synced_at, extra)
         issue_rows.extend(found)
         # Derived columns (warehouse.derive): money micros, country codes, line kinds.
         money = tuple(f.column for f in FIELDS[table] if f.kind == MONEY)
