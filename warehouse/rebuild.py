@@ -223,24 +223,30 @@ def _write_children(
 def _mark_current(
     conn: Connection, org_pk: str, pks: Sequence[str], batch: NormalizedBatch
 ) -> None:
-    """content_hash and normalize_version for every order of the batch (also undecodable ones)."""
+    """content_hash and normalize_version for every order of the batch (also undecodable ones).
+
+    The version is set by one statement per chunk; the hash only where it changed (after a
+    normalization version bump: every row, one UPDATE each).
+    """
     hashes = dict(
         zip(batch.orders["order_pk"].tolist(), batch.orders["content_hash"].tolist(), strict=True)
     )
-    stmt = (
-        sa.update(ORDERS)
-        .where(ORDERS.c.org_pk == org_pk, ORDERS.c.order_pk == sa.bindparam("k_pk"))
-        .values(normalize_version=NORMALIZE_VERSION, content_hash=sa.bindparam("v_hash"))
-    )
-    with_hash = [{"k_pk": pk, "v_hash": hashes[pk]} for pk in pks if pk in hashes]
-    if with_hash:
-        conn.execute(stmt, with_hash)
-    without = [pk for pk in pks if pk not in hashes]
-    if without:
+    changed: list[dict[str, Any]] = []
+    for start in range(0, len(pks), wh_history.IN_CHUNK):
+        chunk = list(pks[start : start + wh_history.IN_CHUNK])
+        where = sa.and_(ORDERS.c.org_pk == org_pk, ORDERS.c.order_pk.in_(chunk))
+        for pk, digest in conn.execute(
+            sa.select(ORDERS.c.order_pk, ORDERS.c.content_hash).where(where)
+        ):
+            if pk in hashes and hashes[pk] != digest:
+                changed.append({"k_pk": pk, "v_hash": hashes[pk]})
+        conn.execute(sa.update(ORDERS).where(where).values(normalize_version=NORMALIZE_VERSION))
+    if changed:
         conn.execute(
             sa.update(ORDERS)
-            .where(ORDERS.c.org_pk == org_pk, ORDERS.c.order_pk.in_(without))
-            .values(normalize_version=NORMALIZE_VERSION)
+            .where(ORDERS.c.org_pk == org_pk, ORDERS.c.order_pk == sa.bindparam("k_pk"))
+            .values(content_hash=sa.bindparam("v_hash")),
+            changed,
         )
 
 
@@ -294,6 +300,7 @@ def _retype_history(
         )
         .values({c: sa.bindparam(f"v_{c}") for c in typed})
     )
+    current_rows = _stored_typed(conn, org_pk, order_pks, typed)
     retyped = 0
     rounds = max((len(v) for v in stored.values()), default=0)
     for index in range(-1, rounds):
@@ -339,10 +346,13 @@ def _retype_history(
                         },
                     }
                 )
+        # only the rows whose typed values differ from what is stored are written
+        order_params = _differing(order_params, current_rows["order_history"], ())
         if order_params:
             conn.execute(order_stmt, order_params)
             retyped += len(order_params)
         for name, params in child_params.items():
+            params = _differing(params, current_rows[name], wh_history.CHILD_KEYS[name])
             if not params:
                 continue
             child = wh_history.CHILD_TABLES[name]
@@ -359,3 +369,48 @@ def _retype_history(
             )
             conn.execute(stmt, params)
     return retyped
+
+
+def _stored_typed(
+    conn: Connection, org_pk: str, order_pks: Sequence[str], order_typed: list[str]
+) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
+    """The typed values stored in the history rows of these orders, by row key."""
+    out: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {
+        "order_history": {},
+        **{name: {} for name in wh_history.CHILD_TABLES},
+    }
+    tables: dict[str, tuple[sa.Table, tuple[str, ...], list[str]]] = {
+        "order_history": (wh_history.ORDER, (), order_typed)
+    }
+    for name, child in wh_history.CHILD_TABLES.items():
+        content = [c for c in wh_history.CHILD_CONTENT[name] if c != "content_hash"]
+        tables[name] = (child, wh_history.CHILD_KEYS[name], content)
+    for start in range(0, len(order_pks), wh_history.IN_CHUNK):
+        chunk = list(order_pks[start : start + wh_history.IN_CHUNK])
+        for name, (table, keys, columns) in tables.items():
+            query = sa.select(
+                table.c.order_pk,
+                table.c.valid_from,
+                *(table.c[k] for k in keys),
+                *(table.c[c] for c in columns),
+            ).where(table.c.org_pk == org_pk, table.c.order_pk.in_(chunk))
+            width = 2 + len(keys)
+            for row in conn.execute(query):
+                out[name][tuple(row[:width])] = dict(zip(columns, row[width:], strict=True))
+    return out
+
+
+def _differing(
+    params: list[dict[str, Any]],
+    stored: dict[tuple[Any, ...], dict[str, Any]],
+    keys: tuple[str, ...],
+) -> list[dict[str, Any]]:
+    """The UPDATE parameter sets that would change a stored row (one matching no row does
+    nothing: dropped too)."""
+    out = []
+    for param in params:
+        key = (param["k_order_pk"], param["k_valid_from"], *(param[f"k_{name}"] for name in keys))
+        row = stored.get(key)
+        if row is not None and any(param[f"v_{c}"] != value for c, value in row.items()):
+            out.append(param)
+    return out
