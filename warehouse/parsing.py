@@ -434,8 +434,11 @@ def parse_int(raw: Any) -> tuple[int | None, str | None]:
 
 
 def parse_text(raw: Any) -> tuple[str | None, str | None]:
-    """Text verbatim; numbers and booleans as their JSON text; objects/arrays as JSON + error."""
-    if raw is None:
+    """Text verbatim; numbers and booleans as their JSON text; objects/arrays as JSON + error.
+
+    None and a float NaN (missing, as for every parser; the text column did so already) are NULL.
+    """
+    if raw is None or (type(raw) is float and raw != raw):
         return None, None
     if isinstance(raw, str):
         return raw, None
@@ -671,7 +674,7 @@ def int_list(raw: list[Any]) -> ParsedList:
 
 
 def text_list(raw: list[Any]) -> ParsedList:
-    """text_series over a list: strings pass through, None/NaN -> None, the rest parse_text."""
+    """parse_text over a column: strings pass through (a C-level type check), the rest parse_text."""
     if only_types(raw, _STR_OR_NONE):
         return list(raw), [None] * len(raw)
     values: list[Any] = []
@@ -679,9 +682,6 @@ def text_list(raw: list[Any]) -> ParsedList:
     for value in raw:
         if value is None or type(value) is str:
             values.append(value)
-            errors.append(None)
-        elif type(value) is float and value != value:
-            values.append(None)
             errors.append(None)
         else:
             parsed, error = parse_text(value)
