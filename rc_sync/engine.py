@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -20,12 +20,18 @@ import sqlalchemy as sa
 
 from rc_common.paths import parse_object_url, validate_org_pk
 from rc_common.tables import DATA_TABLES, PARENTS, TableCounts, sum_counts
-from rc_common.timefmt import day_bounds, format_api_datetime, parse_api_datetime, utc_now
+from rc_common.timefmt import (
+    api_datetime_or_none,
+    day_bounds,
+    format_api_datetime,
+    parse_api_datetime,
+    utc_now,
+)
 from rc_extract import errors as api_errors
 from rc_extract.budget import PollingBudget, Priority, priority, purpose
 from rc_extract.changes import PROBES, Capabilities, ChangeReader, Window
 from rc_extract.client import ReadyCloudClient
-from rc_extract.settings import MAX_PAGE_SIZE
+from rc_extract.settings import CHANGE_FIELD, MAX_PAGE_SIZE
 from rc_sync.budget import budget_for, budget_key
 from rc_sync.errors import ConfigError, RunFailed
 from rc_sync.plan import OrgPlan, Plan
@@ -618,25 +624,25 @@ class SyncEngine:
         rep.watermark_after = wh_state.get_watermark(self.db, rep.org_pk)
 
     def _backfill_org(self, rep: OrgReport, *, days: list[date], key: str) -> None:
-        """Backfill whole days of one org, skipping days already done under `key`."""
+        """Backfill whole days of one org, skipping days already done under `key`.
+
+        Each run of consecutive days still to do is read as ONE window: a 30-day backfill
+        costs the requests of its orders' pages, not a page walk per day. The batches are
+        split by day, so each day's writes are counted on their own, and a day is recorded
+        done in the transaction of the batch after which all its orders are loaded.
+        """
         rep.watermark_before = wh_state.get_watermark(self.db, rep.org_pk)
         done = wh_state.days_done(self.db, rep.org_pk, key)
-        for day in days:
-            if day in done:
-                rep.days_skipped += 1
-                continue
-            since, until = day_bounds(day)
-            before = {t: replace(c) for t, c in rep.tables.items()}
-            # The day is recorded done in the same transaction as its last batch.
+        todo = [day for day in days if day not in done]
+        rep.days_skipped += len(days) - len(todo)
+        for run in _consecutive_runs(todo):
+            for day in run:
+                rep.days[day.isoformat()] = {t: TableCounts() for t in rep.tables}
+            since, until = day_bounds(run[0], run[-1])
+            label = f"day {run[0]}" if len(run) == 1 else f"days {run[0]}..{run[-1]}"
             self._load_window(
-                rep,
-                Window(since, until),
-                live=False,
-                label=f"day {day}",
-                day=BackfillDay(key, day),
+                rep, Window(since, until), live=False, label=label, backfill=_DayRun(key, run)
             )
-            rep.days[day.isoformat()] = {t: c.minus(before[t]) for t, c in rep.tables.items()}
-            rep.days_done += 1
         rep.window_since, rep.window_until = day_bounds(days[0], days[-1])
         rep.watermark_after = wh_state.get_watermark(self.db, rep.org_pk)
 
@@ -647,12 +653,13 @@ class SyncEngine:
         *,
         live: bool,
         label: str | None = None,
-        day: BackfillDay | None = None,
+        backfill: _DayRun | None = None,
         seen: set[str] | None = None,
     ) -> None:
         """Stream one window from the API into the warehouse in bounded, committed batches.
 
-        `seen`, when given, collects the pk of every order the window listed.
+        `backfill`, when given, is the run of whole days the window covers (batches are
+        split and recorded per day); `seen` collects the pk of every order the window listed.
         """
         if rep.window_since is None:
             rep.window_since = window.since
@@ -687,12 +694,21 @@ class SyncEngine:
                     checkpoint is None or batch.checkpoint > checkpoint
                 ):
                     checkpoint = batch.checkpoint
-                if len(pending) >= self.settings.batch_orders:
-                    writer.submit(pending, checkpoint if live else None)
+                # A backfill also flushes as soon as a day is complete, so that it is
+                # recorded done (and a crash resumes after it) as in a day-by-day walk.
+                day_complete = backfill is not None and backfill.completes(checkpoint)
+                if len(pending) >= self.settings.batch_orders or day_complete:
+                    if backfill is not None:
+                        writer.submit_days(pending, backfill, complete_until=checkpoint)
+                    else:
+                        writer.submit(pending, checkpoint if live else None)
                     pending = []
             # The last flush always runs, even when empty, so the watermark reaches `until`
-            # (live runs) or the backfill day is recorded with the day's last rows.
-            writer.submit(pending, checkpoint if live else None, day=day)
+            # (live runs) or the backfill's remaining days are recorded with their last rows.
+            if backfill is not None:
+                writer.submit_days(pending, backfill, complete_until=window.until)
+            else:
+                writer.submit(pending, checkpoint if live else None)
         rep.path = self.reader.last_path
         self._store_capabilities(rep.org_pk, stored_caps)
         self.progress.finish_org(_org_summary(rep))
@@ -860,7 +876,7 @@ class _BatchWriter:
         self.rep = rep
         self.observed_by = observed_by
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc-sync-load")
-        self.inflight: tuple[Future[LoadStats], int] | None = None
+        self.inflight: tuple[Future[LoadStats], int, str | None, int] | None = None
         self.live = live
 
     def submit(
@@ -868,8 +884,14 @@ class _BatchWriter:
         docs: list[dict[str, Any]],
         checkpoint: datetime | None,
         *,
-        day: BackfillDay | None = None,
+        day: str | None = None,
+        days_done: Sequence[BackfillDay] = (),
     ) -> None:
+        """Normalize `docs` here and hand them to the writer thread (after the previous load).
+
+        `day` (a backfill day, ISO) is where the batch's writes are counted; `days_done` are
+        recorded done in the batch's transaction.
+        """
         batch = normalize_orders(self.rep.org_pk, docs, utc_now())
         self.wait()
         future = self.pool.submit(
@@ -878,19 +900,45 @@ class _BatchWriter:
             batch,
             checkpoint=checkpoint,
             live=checkpoint is not None,
-            backfill_day=day,
+            backfill_days=days_done,
             observed_by=self.observed_by,
         )
-        self.inflight = (future, len(docs))
+        self.inflight = (future, len(docs), day, len(days_done))
+
+    def submit_days(
+        self, docs: list[dict[str, Any]], run: _DayRun, *, complete_until: datetime | None
+    ) -> None:
+        """Submit a backfill's documents one day at a time; record the days now complete.
+
+        A day is complete once every order up to `complete_until` is loaded (the reader's
+        checkpoint: its pages are ascending and consistent up to there; the window's end
+        after the last page). Its record rides on the last batch submitted here, so a crash
+        leaves it to be read again, never marked done without its rows.
+        """
+        by_day = run.split(docs)
+        complete = run.take_complete(complete_until)
+        if not by_day:
+            by_day = {run.days[0]: []}
+        last = max(by_day)
+        for day in sorted(by_day):
+            done = [BackfillDay(run.key, d) for d in complete] if day == last else []
+            self.submit(by_day[day], None, day=day.isoformat(), days_done=done)
 
     def wait(self) -> None:
         """Wait for the load in flight and account for it (re-raising its error)."""
         if self.inflight is None:
             return
-        future, n_docs = self.inflight
+        future, n_docs, day, n_done = self.inflight
         self.inflight = None
         stats = future.result()
+        if day is not None:
+            before = {t: replace(c) for t, c in self.rep.tables.items()}
         self.engine._account(self.rep, n_docs, stats)
+        if day is not None:
+            counts = self.rep.days.setdefault(day, {t: TableCounts() for t in self.rep.tables})
+            for table, after in self.rep.tables.items():
+                counts[table].add(after.minus(before[table]))
+        self.rep.days_done += n_done
         if self.live:
             # Events never move the watermark; polls say whether webhooks had kept up.
             try:
@@ -922,6 +970,61 @@ class _BatchWriter:
                     log.exception("a batch load failed while the run was already failing")
         finally:
             self.pool.shutdown(wait=True)
+
+
+def _consecutive_runs(days: Sequence[date]) -> list[list[date]]:
+    """Sorted days grouped into runs of consecutive days ([1, 2, 4] -> [[1, 2], [4]])."""
+    runs: list[list[date]] = []
+    for day in sorted(days):
+        if runs and day - runs[-1][-1] == timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
+class _DayRun:
+    """Consecutive days of a keyed backfill read as one window: per-day split and completion."""
+
+    def __init__(self, key: str, days: list[date]) -> None:
+        self.key = key
+        self.days = days
+        self.recorded: set[date] = set()
+
+    def day_of(self, doc: Any) -> date:
+        """The backfill day an order belongs to: its nested_updated_at's UTC day, clamped.
+
+        The window selected it by that stamp; an order without one (or one that moved on
+        while the window was read) counts for the nearest day of the run.
+        """
+        stamp = api_datetime_or_none(doc.get(CHANGE_FIELD)) if isinstance(doc, dict) else None
+        if stamp is None:
+            return self.days[0]
+        day = stamp.astimezone(UTC).date()
+        return min(max(day, self.days[0]), self.days[-1])
+
+    def split(self, docs: list[dict[str, Any]]) -> dict[date, list[dict[str, Any]]]:
+        """The documents grouped by backfill day."""
+        out: dict[date, list[dict[str, Any]]] = {}
+        for doc in docs:
+            out.setdefault(self.day_of(doc), []).append(doc)
+        return out
+
+    def completes(self, until: datetime | None) -> bool:
+        """Whether some day not yet recorded lies wholly before `until`."""
+        return until is not None and any(
+            day not in self.recorded and day_bounds(day)[1] <= until for day in self.days
+        )
+
+    def take_complete(self, until: datetime | None) -> list[date]:
+        """Days not yet recorded whose whole UTC day lies before `until` (then recorded)."""
+        if until is None:
+            return []
+        complete = [
+            day for day in self.days if day not in self.recorded and day_bounds(day)[1] <= until
+        ]
+        self.recorded.update(complete)
+        return complete
 
 
 def _order_pks(org_pk: str, docs: Iterable[Any]) -> Iterator[str]:

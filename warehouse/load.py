@@ -129,13 +129,15 @@ class Loader:
         *,
         checkpoint: datetime | None = None,
         live: bool = False,
-        backfill_day: BackfillDay | None = None,
+        backfill_days: Sequence[BackfillDay] = (),
         observed_by: str = wh_history.SYNC,
     ) -> LoadStats:
         """Apply one batch in ONE transaction (serialized per org); see docs/design.md.
 
-        `observed_by` says how the documents were obtained (sync, backfill, webhook); it is
-        recorded on the history rows the batch opens.
+        `backfill_days` are recorded done in the same transaction (a backfill's days whose
+        orders are all loaded once this batch commits). `observed_by` says how the documents
+        were obtained (sync, backfill, webhook); it is recorded on the history rows the batch
+        opens.
         """
         if observed_by not in wh_history.OBSERVATION_KINDS:
             raise ValueError(f"observed_by must be one of {wh_history.OBSERVATION_KINDS}")
@@ -149,8 +151,7 @@ class Loader:
                 stats = self._load(conn, org_pk, batch, observed_by)
                 if live and checkpoint is not None:
                     stats.watermark = advance_watermark(conn, org_pk, checkpoint, batch.synced_at)
-                if backfill_day is not None:
-                    day = backfill_day
+                for day in backfill_days:
                     record_day_done(conn, org_pk, day.key, day.day, batch.synced_at)
                 verify_run_lock(conn, org_pk)  # last, just before the commit
                 return stats

@@ -189,6 +189,10 @@ def test_killed_worker_is_recovered(
     """
     acks_late = safety_net == "acks_late"
     slow_sandbox.config.update(latency_ms=100)
+    # A backfill reads its consecutive days as one window: pages of one order, one at a
+    # time, make the step long enough to be killed in the middle (days are recorded as the
+    # pages pass them).
+    cluster.env.update(RC_SYNC_PAGE_SIZE="1", RC_SYNC_CONCURRENCY="1")
     visibility = 45  # longer than the sync step takes here, shorter than the test
     _start(cluster, "rc-sync-doomed", acks_late=acks_late, visibility_timeout=visibility)
     days = _days(slow_sandbox, 60)
@@ -247,6 +251,8 @@ def test_reexecution_from_failure_resumes(
 ) -> None:
     """A backfill run that failed half-way, re-executed from failure in the UI, resumes."""
     slow_sandbox.config.update(fail_auth_after=20)  # the token "expires" after 20 requests
+    # Pages of one order, so that 20 requests end the one-window read of the days half-way.
+    cluster.env.update(RC_SYNC_PAGE_SIZE="1", RC_SYNC_CONCURRENCY="1")
     _start(cluster, "rc-sync-reexec", acks_late=True, visibility_timeout=600)
     days = _days(slow_sandbox, 30)
     backfill_id = cluster.launch_backfill(days)

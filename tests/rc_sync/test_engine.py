@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import math
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -15,9 +18,12 @@ from support import (
 )
 from support.expected import expected_issues, expected_rows
 
+from rc_common.timefmt import day_bounds
+from rc_extract.errors import AuthenticationError
 from rc_sandbox import SandboxServer
 from rc_sync.engine import SyncEngine
 from rc_sync.errors import RunFailed
+from warehouse import state
 
 
 def _snapshot(target, table: str) -> dict:
@@ -188,6 +194,69 @@ def test_backfill_days_resume_under_the_same_key(sandbox: SandboxServer, target)
     expected = expected_rows(sandbox.store, since=since, until=until)
     assert_warehouse_matches(target, expected)
     assert all(o.watermark_after is None for o in first.orgs)
+
+
+def _busy_days(store: Any, n: int) -> list[date]:
+    """`n` consecutive UTC days ending on the sandbox's busiest day."""
+    stamps = [r["nested_updated_at"] for r in expected_rows(store)["orders"]]
+    ((busiest, _),) = Counter(s.date() for s in stamps).most_common(1)
+    return [busiest - timedelta(days=k) for k in reversed(range(n))]
+
+
+def _per_org_day(store: Any, days: list[date]) -> dict[str, Counter[date]]:
+    """Orders per org per day of `days` (by nested_updated_at), from the sandbox's model."""
+    since, until = day_bounds(days[0], days[-1])
+    out: dict[str, Counter[date]] = {}
+    for row in expected_rows(store, since=since, until=until)["orders"]:
+        out.setdefault(row["org_pk"], Counter())[row["nested_updated_at"].date()] += 1
+    return out
+
+
+def test_a_backfill_reads_consecutive_days_as_one_window(sandbox: SandboxServer, target) -> None:
+    """Consecutive days cost the pages of their orders, not a walk per day; counts stay per day."""
+    days = _busy_days(sandbox.store, 20)
+    per_org = _per_org_day(sandbox.store, days)
+    page = 5
+    with SyncEngine(make_settings(sandbox, target, page_size=page), auto_migrate=True) as engine:
+        report = engine.backfill_days(days, key="bf-window")
+    assert report.status == "success"
+    pages = sum(max(1, math.ceil(sum(c.values()) / page)) for c in per_org.values())
+    # One filtered walk per org over the 20 days (a day-by-day walk would cost 20 per org).
+    assert report.requests_by_purpose.get("list") == pages, report.requests_by_purpose
+    for rep in report.orgs:
+        assert rep.days_done == len(days)
+        got = {day: counts["orders"].inserted for day, counts in rep.days.items()}
+        want = per_org.get(rep.org_pk, Counter())
+        assert got == {d.isoformat(): want.get(d, 0) for d in days}, rep.org_pk
+    since, until = day_bounds(days[0], days[-1])
+    assert_warehouse_matches(target, expected_rows(sandbox.store, since=since, until=until))
+
+
+def test_a_backfill_window_records_days_as_it_goes_and_resumes(target) -> None:
+    """Cut off mid-window, the days already loaded stay done; the rerun reads only the rest."""
+    from rc_sandbox import SandboxConfig
+
+    with SandboxServer(SandboxConfig(orgs=1, orders=400, seed=5)) as server:
+        days = _busy_days(server.store, 40)
+        (per_day,) = _per_org_day(server.store, days).values()
+        settings = make_settings(server, target, page_size=2, batch_orders=4)
+        server.config.update(fail_auth_after=12)  # the token "expires" mid-window
+        with SyncEngine(settings, auto_migrate=True) as engine, pytest.raises(AuthenticationError):
+            engine.backfill_days(days, key="bf-cut")
+        done = state.days_done(warehouse_engine(target), server.store.org_pks()[0], "bf-cut")
+        assert 0 < len(done) < len(days), done
+        # A day recorded done has all of its rows.
+        loaded = Counter(r["nested_updated_at"].date() for r in fetch_rows(target, "orders"))
+        assert all(loaded.get(day, 0) == per_day.get(day, 0) for day in done)
+        server.config.update(fail_auth_after=None)
+        with SyncEngine(settings, auto_migrate=True) as engine:
+            again = engine.backfill_days(days, key="bf-cut")
+        assert again.status == "success"
+        (rep,) = again.orgs
+        assert (rep.days_skipped, rep.days_done) == (len(done), len(days) - len(done))
+        since, until = day_bounds(days[0], days[-1])
+        assert_warehouse_matches(target, expected_rows(server.store, since=since, until=until))
+        assert_no_duplicate_keys(target)
 
 
 def test_poisoned_values_become_null_plus_issue(target) -> None:

@@ -150,7 +150,7 @@ def test_watermark_moves_forward_only_when_live(
 def test_backfill_day_recorded_in_batch(
     migrated: Engine, example_docs: list[dict[str, Any]]
 ) -> None:
-    _load(migrated, example_docs, backfill_day=BackfillDay("bf-1", date(2024, 5, 2)))
+    _load(migrated, example_docs, backfill_days=[BackfillDay("bf-1", date(2024, 5, 2))])
     assert state.days_done(migrated, "7", "bf-1") == {date(2024, 5, 2)}
     with write_transaction(migrated, "7") as conn:
         state.record_day_done(conn, "7", "bf-1", date(2024, 5, 3), T0)
