@@ -357,6 +357,16 @@ def _install_sqlite_hooks(
             conn.exec_driver_sql("BEGIN")
 
 
+def org_lock_name(engine: Engine | Connection, org_pk: str) -> str:
+    """The text an org's PostgreSQL advisory locks are keyed by: schema and org.
+
+    Advisory locks are per database, not per schema: keyed by the org alone, two warehouses
+    in one database (staging and production schemas, parallel test suites) would wait on
+    each other's runs of the same org.
+    """
+    return f"{engine_schema(engine) or ''}/{org_pk}"
+
+
 @contextmanager
 def write_transaction(engine: Engine, org_pk: str | None = None) -> Iterator[Connection]:
     """One write transaction, serialized per org: SQLite BEGIN IMMEDIATE, PostgreSQL xact lock."""
@@ -371,7 +381,7 @@ def write_transaction(engine: Engine, org_pk: str | None = None) -> Iterator[Con
                 try:
                     conn.execute(
                         sa.text("SELECT pg_advisory_xact_lock(:cls, hashtext(:org))"),
-                        {"cls": BATCH_LOCK_CLASS, "org": org_pk},
+                        {"cls": BATCH_LOCK_CLASS, "org": org_lock_name(engine, org_pk)},
                     )
                 except sa.exc.OperationalError as exc:
                     if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available

@@ -25,7 +25,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from warehouse.db import RUN_LOCK_CLASS, is_memory_sqlite, sqlite_path
+from warehouse.db import RUN_LOCK_CLASS, is_memory_sqlite, org_lock_name, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class _PgRunLock:
     def __init__(self, engine: Engine, org_pk: str) -> None:
         self.engine = engine
         self.org_pk = org_pk
-        self.params = {"cls": RUN_LOCK_CLASS, "org": org_pk}
+        self.params = {"cls": RUN_LOCK_CLASS, "org": org_lock_name(engine, org_pk)}
         self.conn: sa.Connection | None = None
         self.pid: int | None = None
         self.mutex = threading.Lock()

@@ -62,8 +62,8 @@ def dagster_pg_url(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
 def slow_sandbox() -> Iterator[Any]:
     """This test's own sandbox: 600 orders in 2 orgs, 40 ms per request (knobs may change).
 
-    A seed of its own gives org pks of its own: rc-sync's PostgreSQL advisory locks are keyed
-    by org, so tests sharing a server with the default seed would wait on each other's locks.
+    A seed of its own gives org pks of its own, so nothing this test reads or locks is shared
+    with other tests (rc-sync's advisory locks are keyed by schema and org anyway).
     """
     from rc_sandbox import SandboxServer
 

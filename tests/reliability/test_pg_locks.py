@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from reliability_support import Harness
 
 from rc_common.timefmt import utc_now
-from warehouse.db import WriteLockTimeout, make_engine
+from warehouse.db import WriteLockTimeout, make_engine, org_lock_name
 from warehouse.load import Loader
 from warehouse.locks import RunLockLost, org_run_lock
 from warehouse.normalize import normalize_orders
@@ -51,7 +51,9 @@ def test_a_lost_run_lock_taken_by_another_run_stops_the_first(harness: Harness, 
     try:
         with org_run_lock(db, org, timeout_s=1):
             with admin.connect() as conn:
-                pid = conn.execute(HOLDER, {"cls": RUN_LOCK_CLASS, "org": org}).scalar_one()
+                pid = conn.execute(
+                    HOLDER, {"cls": RUN_LOCK_CLASS, "org": org_lock_name(db, org)}
+                ).scalar_one()
                 conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             time.sleep(0.2)
             with org_run_lock(other, org, timeout_s=2):  # the second run
@@ -79,7 +81,9 @@ def test_a_lost_run_lock_nobody_took_is_taken_again(harness: Harness, pg_target)
     try:
         with org_run_lock(db, org, timeout_s=1):
             with admin.connect() as conn:
-                pid = conn.execute(HOLDER, {"cls": RUN_LOCK_CLASS, "org": org}).scalar_one()
+                pid = conn.execute(
+                    HOLDER, {"cls": RUN_LOCK_CLASS, "org": org_lock_name(db, org)}
+                ).scalar_one()
                 conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             time.sleep(0.2)
             Loader(db).load_batch(
@@ -87,7 +91,9 @@ def test_a_lost_run_lock_nobody_took_is_taken_again(harness: Harness, pg_target)
             )
             assert _orders(db) == len(docs)
             with admin.connect() as conn:
-                holder = conn.execute(HOLDER, {"cls": RUN_LOCK_CLASS, "org": org}).scalar()
+                holder = conn.execute(
+                    HOLDER, {"cls": RUN_LOCK_CLASS, "org": org_lock_name(db, org)}
+                ).scalar()
             assert holder is not None and holder != pid
     finally:
         admin.dispose()
@@ -108,7 +114,7 @@ def test_the_write_lock_wait_has_a_timeout(harness: Harness, pg_target) -> None:
         with stopped.connect() as conn, conn.begin():
             conn.execute(
                 sa.text("SELECT pg_advisory_xact_lock(:cls, hashtext(:org))"),
-                {"cls": BATCH_LOCK_CLASS, "org": org},
+                {"cls": BATCH_LOCK_CLASS, "org": org_lock_name(stopped, org)},
             )
             started = time.monotonic()
             with pytest.raises(WriteLockTimeout, match="RC_SYNC_LOCK_TIMEOUT"):
@@ -117,3 +123,23 @@ def test_the_write_lock_wait_has_a_timeout(harness: Harness, pg_target) -> None:
     finally:
         db.dispose()
         stopped.dispose()
+
+
+def test_runs_of_one_org_in_two_schemas_do_not_wait_on_each_other(pg_target) -> None:
+    """Advisory locks are per database: keyed by org alone, a staging schema's run of an org
+    would block the production schema's run of the same org (it used to)."""
+    from warehouse.locks import LockTimeout
+
+    other_schema = f"{pg_target.schema}_b"
+    production = make_engine(pg_target.url, pg_target.schema)
+    staging = make_engine(pg_target.url, other_schema)
+    again = make_engine(pg_target.url, pg_target.schema)
+    try:
+        with org_run_lock(production, "7", timeout_s=1):
+            with org_run_lock(staging, "7", timeout_s=1):
+                pass  # granted at once
+            with pytest.raises(LockTimeout), org_run_lock(again, "7", timeout_s=0.5):
+                pass  # the same schema still excludes
+    finally:
+        for db in (production, staging, again):
+            db.dispose()
