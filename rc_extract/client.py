@@ -699,18 +699,11 @@ class ReadyCloudClient:
                 return self._attempt(url, query, purpose, validate, allow_empty, stop)
             except RateLimitError as exc:
                 if self.budget is not None and attempts >= MAX_THROTTLED_ATTEMPTS:
-                    raise RateLimitError(
-                        exc.status_code,
-                        exc.path,
-                        exc.detail,
-                        exc.request_id,
-                        retry_after=exc.retry_after,
-                        hint=(
-                            f"throttled by the API {attempts} times for one request although "
-                            "every process of this App paused as asked; giving up — set "
-                            "READYCLOUD_RATE_LIMIT to the App's real limit (ask ReadyCloud for "
-                            "it), or check whether something else uses the same App"
-                        ),
+                    raise exc.with_hint(
+                        f"throttled by the API {attempts} times for one request although "
+                        "every process of this App paused as asked; giving up — set "
+                        "READYCLOUD_RATE_LIMIT to the App's real limit (ask ReadyCloud for "
+                        "it), or check whether something else uses the same App"
                     ) from exc
                 raise
 
@@ -862,17 +855,10 @@ class ReadyCloudClient:
                 asked = f"the server asked to wait {wait:.0f}s (Retry-After)"
             else:
                 asked = f"the next backoff wait is {wait:.0f}s"
-            raise RateLimitError(
-                exc.status_code,
-                exc.path,
-                exc.detail,
-                exc.request_id,
-                retry_after=exc.retry_after,
-                hint=(
-                    f"throttled by the API; {asked}, which would pass the request deadline "
-                    f"of {self.deadline:.0f}s ({elapsed:.0f}s used, {state.attempt_number} "
-                    "attempts); giving up — set READYCLOUD_RATE_LIMIT to the App's real limit"
-                ),
+            raise exc.with_hint(
+                f"throttled by the API; {asked}, which would pass the request deadline "
+                f"of {self.deadline:.0f}s ({elapsed:.0f}s used, {state.attempt_number} "
+                "attempts); giving up — set READYCLOUD_RATE_LIMIT to the App's real limit"
             ) from exc
         if isinstance(exc, APIStatusError | APIConnectionError | InvalidResponseError):
             exc.add_note(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Self
 
 from rc_common.paths import org_of_path
 from rc_extract.settings import DETAIL_MAX_CHARS
@@ -98,6 +98,18 @@ class APIStatusError(ReadyCloudError):
     def default_hint(self, path: str) -> str:
         """What to do about this status (empty when there is nothing useful to say)."""
         return ""
+
+    def with_hint(self, hint: str) -> Self:
+        """The same error (class, status, path, detail, request id) saying `hint` instead."""
+        return type(self)(
+            self.status_code,
+            self.path,
+            self.detail,
+            self.request_id,
+            method=self.method,
+            retry_after=self.retry_after,
+            hint=hint,
+        )
 
 
 class AuthenticationError(APIStatusError):
