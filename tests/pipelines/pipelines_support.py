@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,35 @@ def clean_environ(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
     env.update(extra)
     return env
+
+
+def dagster_cli_env(home: Path, server: Any, target: Any, **extra: str) -> dict[str, str]:
+    """A clean environment for a `dagster` command: its own DAGSTER_HOME, sandbox, warehouse."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return clean_environ(
+        DAGSTER_HOME=str(home),
+        READYCLOUD_BASE_URL=str(server.base_url),
+        READYCLOUD_API_TOKEN=str(server.token),
+        WAREHOUSE_URL=target.url,
+        WAREHOUSE_SCHEMA=target.schema,
+        **extra,
+    )
+
+
+def materialize_command(select: str, partition_range: str) -> list[str]:
+    """`dagster asset materialize --partition-range` of the code location, as a user types it."""
+    return [
+        str(Path(sys.executable).parent / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "pipelines.definitions",
+        "--select",
+        select,
+        "--partition-range",
+        partition_range,
+    ]
 
 
 def free_port() -> int:

@@ -7,27 +7,22 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pipelines_support import REPO, assert_matches_sandbox, busiest_days, clean_environ, window
+from pipelines_support import (
+    REPO,
+    assert_matches_sandbox,
+    busiest_days,
+    dagster_cli_env,
+    materialize_command,
+    window,
+)
 from support.expected import expected_rows
-
-DAGSTER = REPO / ".venv" / "bin" / "dagster"
 
 
 def _materialize(
     select: str, partition_range: str, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            str(DAGSTER),
-            "asset",
-            "materialize",
-            "-m",
-            "pipelines.definitions",
-            "--select",
-            select,
-            "--partition-range",
-            partition_range,
-        ],
+        materialize_command(select, partition_range),
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -40,16 +35,7 @@ def test_partition_range_from_the_command_line(sandbox: Any, target: Any, tmp_pa
     """The tables, views and checks for a 3-day range in one run; tables equal the sandbox's."""
     (day,) = busiest_days(sandbox)
     first, last = day - timedelta(days=1), day + timedelta(days=1)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = clean_environ(
-        DAGSTER_HOME=str(home),
-        READYCLOUD_BASE_URL=sandbox.base_url,
-        READYCLOUD_API_TOKEN=sandbox.token,
-        WAREHOUSE_URL=target.url,
-        WAREHOUSE_SCHEMA=target.schema,
-    )
+    env = dagster_cli_env(tmp_path / "dagster_home", sandbox, target)
     if target.dialect == "postgresql":
         from warehouse.db import make_engine
         from warehouse.migrate import upgrade

@@ -8,9 +8,8 @@ schedule's refresh do in a deployment.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,8 @@ from pipelines_support import (
     REPO,
     assert_matches_sandbox,
     busiest_days,
-    clean_environ,
+    dagster_cli_env,
+    materialize_command,
     resources_for,
     sandbox_config,
 )
@@ -77,31 +77,23 @@ def test_a_dagster_backfill_next_to_a_refresh_shares_the_budget(
         with dg.instance_for_test() as instance:
             assert _refresh(server, target, instance).success  # the first load
         (busiest,) = busiest_days(server)
-        first, last = busiest - timedelta(days=45), busiest + timedelta(days=45)
-        home = tmp_path / "dagster_home"
-        home.mkdir()
-        env = clean_environ(
-            DAGSTER_HOME=str(home),
-            READYCLOUD_BASE_URL=server.base_url,
-            READYCLOUD_API_TOKEN=server.token,
-            WAREHOUSE_URL=target.url,
-            WAREHOUSE_SCHEMA=target.schema,
+        from pipelines.partitions import today_key
+
+        first = busiest - timedelta(days=45)
+        last = min(busiest + timedelta(days=45), date.fromisoformat(today_key()))
+        env = dagster_cli_env(
+            tmp_path / "dagster_home",
+            server,
+            target,
             READYCLOUD_RATE_LIMIT=SERVER_RATE,
             RC_SYNC_PAGE_SIZE="2",  # ~80 requests: about 20 s of the budget's bulk share
         )
         before = server.stats.snapshot()
         backfill = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "dagster"),
-                "asset",
-                "materialize",
-                "-m",
-                "pipelines.definitions",
-                "--select",
+            materialize_command(
                 ",".join(f"readycloud/{t}" for t in TABLES),
-                "--partition-range",
                 f"{first.isoformat()}...{last.isoformat()}",
-            ],
+            ),
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
