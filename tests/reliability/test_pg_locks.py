@@ -36,11 +36,28 @@ def _orders(db: sa.Engine) -> int:
         return int(conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one())
 
 
+def _holder(admin: sa.Engine, db: sa.Engine, org: str) -> int | None:
+    """The backend pid holding the org's run lock in `db`'s schema, if any."""
+    from warehouse.db import RUN_LOCK_CLASS
+
+    with admin.connect() as conn:
+        params = {"cls": RUN_LOCK_CLASS, "org": org_lock_name(db, org)}
+        return conn.execute(HOLDER, params).scalar()
+
+
+def _terminate_holder(admin: sa.Engine, db: sa.Engine, org: str) -> int:
+    """End the database session that holds the org's run lock (its lock goes with it)."""
+    pid = _holder(admin, db, org)
+    assert pid is not None, "nobody holds the run lock"
+    with admin.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    time.sleep(0.2)
+    return int(pid)
+
+
 def test_a_lost_run_lock_taken_by_another_run_stops_the_first(harness: Harness, pg_target) -> None:
     """The session holding the org's run lock is terminated and a second run takes the lock:
     the first run's next batch fails before committing (it used to commit alongside)."""
-    from warehouse.db import RUN_LOCK_CLASS
-
     server = harness.sandbox(orders=40)
     engine = harness.engine(server, pg_target)
     db = engine.db
@@ -50,12 +67,7 @@ def test_a_lost_run_lock_taken_by_another_run_stops_the_first(harness: Harness, 
     admin = sa.create_engine(pg_target.url)
     try:
         with org_run_lock(db, org, timeout_s=1):
-            with admin.connect() as conn:
-                pid = conn.execute(
-                    HOLDER, {"cls": RUN_LOCK_CLASS, "org": org_lock_name(db, org)}
-                ).scalar_one()
-                conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            time.sleep(0.2)
+            _terminate_holder(admin, db, org)
             with org_run_lock(other, org, timeout_s=2):  # the second run
                 with pytest.raises(RunLockLost, match=org):
                     Loader(db).load_batch(
@@ -70,8 +82,6 @@ def test_a_lost_run_lock_taken_by_another_run_stops_the_first(harness: Harness, 
 def test_a_lost_run_lock_nobody_took_is_taken_again(harness: Harness, pg_target) -> None:
     """The lock's session dies (a restart, an idle-session killer) but no other run is there:
     the lock is taken again, the batch commits, and leaving the block raises nothing."""
-    from warehouse.db import RUN_LOCK_CLASS
-
     server = harness.sandbox(orders=40)
     engine = harness.engine(server, pg_target)
     db = engine.db
@@ -80,20 +90,12 @@ def test_a_lost_run_lock_nobody_took_is_taken_again(harness: Harness, pg_target)
     admin = sa.create_engine(pg_target.url)
     try:
         with org_run_lock(db, org, timeout_s=1):
-            with admin.connect() as conn:
-                pid = conn.execute(
-                    HOLDER, {"cls": RUN_LOCK_CLASS, "org": org_lock_name(db, org)}
-                ).scalar_one()
-                conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            time.sleep(0.2)
+            pid = _terminate_holder(admin, db, org)
             Loader(db).load_batch(
                 org, normalize_orders(org, docs, utc_now()), checkpoint=utc_now(), live=True
             )
             assert _orders(db) == len(docs)
-            with admin.connect() as conn:
-                holder = conn.execute(
-                    HOLDER, {"cls": RUN_LOCK_CLASS, "org": org_lock_name(db, org)}
-                ).scalar()
+            holder = _holder(admin, db, org)
             assert holder is not None and holder != pid
     finally:
         admin.dispose()
