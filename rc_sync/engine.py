@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -49,7 +50,7 @@ from warehouse.db import describe_db_error, is_read_only, retry_on_disconnect
 from warehouse.history import BACKFILL, RECONCILE, SYNC
 from warehouse.load import BackfillDay, Loader, LoadStats
 from warehouse.locks import org_run_lock
-from warehouse.normalize import normalize_orders
+from warehouse.normalize_pool import NormalizePool, Pending, default_workers
 from warehouse.parsing import clean_text
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class SyncEngine:
         self._warehouse_checked = False
         self._run_id: int | None = None
         self._budget_logged = 0.0
+        self._pool: NormalizePool | None = None
 
     # -- resources -------------------------------------------------------------------------
 
@@ -154,8 +156,21 @@ class SyncEngine:
             self._warehouse_checked = True
         return self._db
 
+    def normalize_pool(self) -> NormalizePool:
+        """The run's normalization workers (RC_SYNC_NORMALIZE_WORKERS), started on first use."""
+        if self._pool is None:
+            workers = self.settings.normalize_workers
+            self._pool = NormalizePool(default_workers() if workers is None else workers)
+        return self._pool
+
+    def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
     def close(self) -> None:
         """Close the client and dispose of the warehouse engine if this engine built them."""
+        self._close_pool()
         if self._client is not None and self._owns_client:
             self._client.close()
         if self._db is not None and self._owns_db:
@@ -291,6 +306,7 @@ class SyncEngine:
             raise
         finally:
             report.elapsed_s = time.monotonic() - started
+            self._close_pool()
             try:
                 wh_state.finish_run(db, report.run_id, report)
             except Exception:  # recording the run must never hide the run's own error
@@ -328,6 +344,8 @@ class SyncEngine:
             batch_size=self.settings.batch_orders,
             history=self.settings.history,
             on_batch=advance,
+            # Worth worker processes only when there is more than one batch to re-derive.
+            pool=self.normalize_pool() if total > self.settings.batch_orders else None,
         )
         rep.orders_read = stats.orders_seen
         rep.load_issues_new = stats.issues_opened
@@ -501,6 +519,7 @@ class SyncEngine:
             budget = self.client.budget
             report.budget_wait_s = budget.waited_s if isinstance(budget, PollingBudget) else 0.0
             report.elapsed_s = time.monotonic() - started
+            self._close_pool()  # no worker process outlives the run
             try:
                 retry_on_disconnect(lambda: wh_state.finish_run(db, report.run_id, report))
                 if refused is not None and wh_state.forget_org(db, refused):
@@ -858,14 +877,18 @@ class SyncEngine:
 
 
 class _BatchWriter:
-    """Loads normalized batches on one background thread, in order, one at a time.
+    """Normalizes batches (in worker processes where available) and loads them in order.
 
-    `submit` normalizes a batch on the calling thread, then waits for the previous load (if
-    any) to finish and accounts for it before handing this one over, so normalization of
-    batch k+1 overlaps the database work of batch k. Leaving the block waits for the last
-    load; a failed load raises from the next `submit` or from the end of the block. When the
-    block is left by an error, the load already in flight is still waited for (it is a whole
-    batch with its own checkpoint) and the error is re-raised.
+    `submit` hands a batch to normalization: in a worker process (warehouse.normalize_pool)
+    once a full batch shows the load is big, else on the calling thread. Up to the pool's
+    depth of batches normalize ahead; the oldest is then handed to the one writer thread after
+    the previous load finished and was accounted for. So normalization of batch k+1 runs in
+    another process while batch k is written, loads run one at a time in batch order, and
+    each batch still commits with its own checkpoint. Leaving the block loads what is left
+    and waits for the last load; a failed load raises from the next `submit` or from the end
+    of the block. When the block is left by an error, the load already in flight is still
+    waited for (it is a whole batch with its own checkpoint), batches not yet loaded are
+    dropped (their checkpoints were never committed) and the error is re-raised.
     """
 
     def __init__(
@@ -875,9 +898,11 @@ class _BatchWriter:
         self.loader = loader
         self.rep = rep
         self.observed_by = observed_by
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc-sync-load")
+        self.threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc-sync-load")
         self.inflight: tuple[Future[LoadStats], int, str | None, int] | None = None
         self.live = live
+        self.normalizing: deque[_Normalizing] = deque()
+        self.pool: NormalizePool | None = None
 
     def submit(
         self,
@@ -892,18 +917,28 @@ class _BatchWriter:
         `day` (a backfill day, ISO) is where the batch's writes are counted; `days_done` are
         recorded done in the batch's transaction.
         """
-        batch = normalize_orders(self.rep.org_pk, docs, utc_now())
+        if self.pool is None and len(docs) >= self.engine.settings.batch_orders:
+            self.pool = self.engine.normalize_pool()  # a big load: worth a worker process
+        pool = self.pool or _IN_PROCESS
+        pending = pool.submit(self.rep.org_pk, docs, utc_now())
+        self.normalizing.append(_Normalizing(pending, len(docs), checkpoint, day, days_done))
+        while len(self.normalizing) > pool.depth:
+            self._load(self.normalizing.popleft())
+
+    def _load(self, item: _Normalizing) -> None:
+        """Hand a normalized batch to the writer thread once the previous load is done."""
+        batch = item.pending.result()
         self.wait()
-        future = self.pool.submit(
+        future = self.threads.submit(
             self.loader.load_batch,
             self.rep.org_pk,
             batch,
-            checkpoint=checkpoint,
-            live=checkpoint is not None,
-            backfill_days=days_done,
+            checkpoint=item.checkpoint,
+            live=item.checkpoint is not None,
+            backfill_days=item.days_done,
             observed_by=self.observed_by,
         )
-        self.inflight = (future, len(docs), day, len(days_done))
+        self.inflight = (future, item.n_docs, item.day, len(item.days_done))
 
     def submit_days(
         self, docs: list[dict[str, Any]], run: _DayRun, *, complete_until: datetime | None
@@ -962,14 +997,32 @@ class _BatchWriter:
     ) -> None:
         try:
             if exc is None:
+                while self.normalizing:
+                    self._load(self.normalizing.popleft())
                 self.wait()
             else:
+                self.normalizing.clear()
                 try:
                     self.wait()
                 except Exception:
                     log.exception("a batch load failed while the run was already failing")
         finally:
-            self.pool.shutdown(wait=True)
+            self.threads.shutdown(wait=True)
+
+
+@dataclass
+class _Normalizing:
+    """A submitted batch waiting for its normalization, with what its load needs."""
+
+    pending: Pending
+    n_docs: int
+    checkpoint: datetime | None
+    day: str | None
+    days_done: Sequence[BackfillDay]
+
+
+# Batches too small to be worth a worker process are normalized on the calling thread.
+_IN_PROCESS = NormalizePool(0)
 
 
 def _consecutive_runs(days: Sequence[date]) -> list[list[date]]:

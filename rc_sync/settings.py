@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         validation_alias=_env("webhook_max_body_bytes", "RC_SYNC_WEBHOOK_MAX_BODY_BYTES"),
     )
     history: Flag = Field(True, validation_alias=_env("history", "RC_SYNC_HISTORY"))
+    # None: one worker process where a second core is available (warehouse.normalize_pool).
+    normalize_workers: int | None = Field(
+        None,
+        ge=0,
+        le=8,
+        validation_alias=_env("normalize_workers", "RC_SYNC_NORMALIZE_WORKERS"),
+    )
 
     @field_validator("readycloud_base_url")
     @classmethod

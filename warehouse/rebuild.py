@@ -10,6 +10,7 @@ every row of its scope stale (one statement), then proceeds the same way.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from warehouse.load import (
     mirror_issues,
 )
 from warehouse.normalize import NORMALIZE_VERSION, NormalizedBatch, normalize_orders
+from warehouse.normalize_pool import NormalizePool, Pending
 
 DEFAULT_BATCH = 1000
 ORDERS = models.orders_table
@@ -133,32 +135,69 @@ def rebuild_org(
     batch_size: int = DEFAULT_BATCH,
     history: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    pool: NormalizePool | None = None,
 ) -> RebuildStats:
-    """Re-derive the org's stale orders in committed batches; returns what changed."""
+    """Re-derive the org's stale orders in committed batches; returns what changed.
+
+    Batches are read in key order (each read starts after the last key read, so it does not
+    wait for the previous batch's commit) and normalized by `pool` (worker processes: the
+    documents travel as their stored JSON text and are decoded there) up to the pool's depth
+    ahead of the batch being written.
+    """
+    pool = pool or NormalizePool(0)
     total = RebuildStats()
-    while True:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(ORDERS.c.order_pk, ORDERS.c.raw)
-                .where(_stale(org_pk, since, until))
-                .order_by(ORDERS.c.order_pk)
-                .limit(batch_size)
-            ).all()
-        if not rows:
-            return total
-        stats = rederive_batch(engine, org_pk, [(pk, raw) for pk, raw in rows], history=history)
-        total.add(stats)
-        if on_batch is not None:
-            on_batch(len(rows))
+    queue: deque[tuple[list[str], Pending]] = deque()
+    after: str | None = None
+    done = False
+    while not done or queue:
+        if not done:
+            clause = _stale(org_pk, since, until)
+            if after is not None:
+                clause = sa.and_(clause, ORDERS.c.order_pk > after)
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(ORDERS.c.order_pk, sa.cast(ORDERS.c.raw, sa.Text))
+                    .where(clause)
+                    .order_by(ORDERS.c.order_pk)
+                    .limit(batch_size)
+                ).all()
+            if rows:
+                after = rows[-1][0]
+                now = datetime.now(UTC)
+                texts = [raw for _, raw in rows if raw is not None]
+                queue.append(([pk for pk, _ in rows], pool.submit_texts(org_pk, texts, now)))
+            done = len(rows) < batch_size
+        while queue and (done or len(queue) > pool.depth):
+            pks, pending = queue.popleft()
+            stats = rederive_batch(
+                engine, org_pk, [(pk, None) for pk in pks], history=history, normalized=pending
+            )
+            total.add(stats)
+            if on_batch is not None:
+                on_batch(len(pks))
+    return total
 
 
 def rederive_batch(
-    engine: Engine, org_pk: str, rows: Sequence[tuple[str, Any]], *, history: bool = True
+    engine: Engine,
+    org_pk: str,
+    rows: Sequence[tuple[str, Any]],
+    *,
+    history: bool = True,
+    normalized: Pending | None = None,
 ) -> RebuildStats:
-    """Re-derive one batch of (order_pk, raw) in ONE transaction, marking them current."""
-    now = datetime.now(UTC)
-    docs = [raw for _, raw in rows if raw is not None]
-    batch = normalize_orders(org_pk, docs, now)
+    """Re-derive one batch of (order_pk, raw) in ONE transaction, marking them current.
+
+    With `normalized` (the batch's documents already on their way through normalization),
+    the `raw` of `rows` is not used.
+    """
+    if normalized is not None:
+        batch = normalized.result()
+        now = batch.synced_at
+    else:
+        now = datetime.now(UTC)
+        docs = [raw for _, raw in rows if raw is not None]
+        batch = normalize_orders(org_pk, docs, now)
     stats = RebuildStats(orders_seen=len(rows))
     with write_transaction(engine, org_pk) as conn:
         writer = BulkWriter(conn)
