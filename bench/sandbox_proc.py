@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 
 def main() -> None:
@@ -23,13 +24,25 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--data-until-hours-ago",
+        type=float,
+        default=1.0,
+        help="generated data end this long before the start (the refresh's overlap then "
+        "re-reads only what changed, not the densest minutes of the generated data)",
+    )
     args = parser.parse_args()
 
     from rc_sandbox import SandboxConfig, SandboxServer
 
     started = time.perf_counter()
+    until = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=args.data_until_hours_ago)
     config = SandboxConfig(
-        orgs=args.orgs, orders=args.orders, seed=args.seed, latency_ms=args.latency_ms
+        orgs=args.orgs,
+        orders=args.orders,
+        seed=args.seed,
+        latency_ms=args.latency_ms,
+        data_until=until,
     )
     server = SandboxServer(config)
     server.store.prerender(("expanded", "compact"))
