@@ -43,6 +43,28 @@ class ChildResult:
     stdout: str
     stderr: str
     cpu_s: float = 0.0  # user + system CPU of the child (imports included)
+    peak_tree_pss_mb: float = 0.0  # the child and its worker processes together, sampled
+
+
+def _tree_pss_kb(pid: int) -> int:
+    """Proportional set size of a process and its children (shared pages split, not doubled)."""
+    total = 0
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids += [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    for one in pids:
+        try:
+            with open(f"/proc/{one}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except (OSError, ValueError):
+            pass
+    return total
 
 
 def run_child(
@@ -53,10 +75,15 @@ def run_child(
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)
         deadline = started + timeout
+        peak_pss_kb = 0
+        next_sample = started
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
+            if time.perf_counter() >= next_sample:  # workers count too (RSS would double
+                next_sample += 0.25  # count the pages they share with the caller)
+                peak_pss_kb = max(peak_pss_kb, _tree_pss_kb(proc.pid))
             if time.perf_counter() > deadline:
                 proc.kill()
                 pid, status, usage = os.wait4(proc.pid, 0)
@@ -73,6 +100,7 @@ def run_child(
             out.read().decode("utf-8", "replace"),
             err.read().decode("utf-8", "replace"),
             usage.ru_utime + usage.ru_stime,
+            peak_pss_kb / 1024,
         )
 
 
@@ -266,6 +294,7 @@ class SyncSample:
     rows: int
     server_requests: int = 0  # counted by the sandbox: every API request of the process
     cpu_s: float = 0.0  # the child's CPU time (user + system), imports included
+    peak_tree_pss_mb: float = 0.0  # the process and its normalization workers together
 
     @classmethod
     def from_child(cls, child: ChildResult) -> SyncSample:
@@ -282,6 +311,7 @@ class SyncSample:
             orders=sum(int(o["orders_read"]) for o in report["orgs"]),
             rows=rows,
             cpu_s=child.cpu_s,
+            peak_tree_pss_mb=child.peak_tree_pss_mb,
         )
 
 
@@ -320,6 +350,7 @@ def summarize(samples: list[SyncSample]) -> dict[str, Any]:
         "client_requests": int(median([s.requests for s in samples])),
         "peak_rss_mb": median([s.peak_rss_mb for s in samples]),
         "cpu_s": median([s.cpu_s for s in samples]),
+        "peak_tree_pss_mb": median([s.peak_tree_pss_mb for s in samples]),
         "samples": [s.__dict__ for s in samples],
     }
 
@@ -674,11 +705,15 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
         if r["config"]["orders"] >= 100_000:
+            # With normalization workers, memory is the whole process tree's (PSS: pages the
+            # worker shares with its caller counted once); the larger of the two figures.
+            memory = max(figures["peak_rss_mb"], figures.get("peak_tree_pss_mb", 0.0))
             out.append(
                 {
-                    "target": f"peak RSS {dialect} under 500 MB at N",
-                    "measured": f"{figures['peak_rss_mb']:.0f} MB",
-                    "holds": figures["peak_rss_mb"] < 500,
+                    "target": f"peak memory {dialect} under 500 MB at N",
+                    "measured": f"{memory:.0f} MB (RSS {figures['peak_rss_mb']:.0f} MB, "
+                    f"process tree PSS {figures.get('peak_tree_pss_mb', 0.0):.0f} MB)",
+                    "holds": memory < 500,
                 }
             )
         inc = r["incremental"][dialect]
@@ -739,7 +774,8 @@ def _full_sync_row(
         _fmt(f["orders_per_s"]),
         _fmt(f["rows_per_s"]),
         _fmt(f["requests"]),
-        _fmt(f["peak_rss_mb"], 0),
+        _fmt(f["peak_rss_mb"], 0)
+        + (f" / {_fmt(f['peak_tree_pss_mb'], 0)}" if f.get("peak_tree_pss_mb") else ""),
         _fmt(f.get("cpu_s")),
         ratio,
         cpu_ratio,
@@ -760,7 +796,7 @@ def _ratio(value: float | None, base: float | None, suffix: str = "") -> str:
 
 
 def table_rows(r: dict[str, Any]) -> list[list[str]]:
-    """measurement | dialect | wall s | orders/s | rows/s | requests | peak RSS MB | CPU s |
+    """measurement | dialect | wall s | orders/s | rows/s | requests | peak RSS / tree PSS MB | CPU s |
     x limit (wall) | x limit (CPU)"""
     rows: list[list[str]] = []
     limit = r["limit"]
@@ -888,7 +924,7 @@ HEADER = [
     "orders/s",
     "rows/s",
     "requests",
-    "peak RSS MB",
+    "peak RSS / tree PSS MB",
     "CPU s",
     "x limit (wall)",
     "x limit (CPU)",
