@@ -243,18 +243,25 @@ class Loader:
         )
 
         if changed:
-            self._replace_children(writer, org_pk, batch, set(changed), stats)
+            self._replace_children(writer, org_pk, batch, set(changed), stored, stats)
         stats.issues_new, stats.issues_closed = mirror_issues(
             writer, org_pk, batch, changed, synced_at
         )
         if self.history and (write_at or older_at):
-            versions = history_versions(batch, sorted([*write_at, *older_at]), observed_by)
-            new_orders = [pk for pk in versions if pk not in stored]
-            counts = wh_history.HistoryWriter(conn, writer, org_pk).record(
-                versions, new_orders=new_orders
-            )
+            # Orders the warehouse never held have no history to merge with: their one
+            # version is written straight from the batch's columns. The others (changed,
+            # or older than the stored version) go through the timeline merge.
+            first = [i for i in write_at if order_pks[i] not in stored]
+            known = sorted([*(i for i in write_at if order_pks[i] in stored), *older_at])
+            written = write_first_versions(writer, batch, first, observed_by)
+            counts = wh_history.HistoryCounts()
+            if known:
+                versions = history_versions(batch, known, observed_by)
+                counts = wh_history.HistoryWriter(conn, writer, org_pk).record(versions)
             stats.history = {
-                name: counts.inserted.get(name, 0) + counts.updated.get(name, 0)
+                name: written.get(name, 0)
+                + counts.inserted.get(name, 0)
+                + counts.updated.get(name, 0)
                 for name in wh_history.CHILD_TABLES.keys() | {"order_history"}
             }
         return stats
@@ -265,9 +272,12 @@ class Loader:
         org_pk: str,
         batch: NormalizedBatch,
         changed: set[str],
+        stored: dict[str, Any],
         stats: LoadStats,
     ) -> None:
-        changed_list = sorted(changed)
+        # Children of orders not stored before this batch cannot exist (foreign keys): only
+        # the stored ones are looked up.
+        lookup = sorted(pk for pk in changed if pk in stored)
         incoming: dict[str, list[tuple[Any, ...]]] = {}
         stale: dict[str, list[tuple[Any, ...]]] = {}
         for name in CHILD_TABLES:
@@ -287,7 +297,7 @@ class Loader:
             n = len(columns["order_pk"]) if columns else 0
             incoming[name] = writer.column_tuples(table, columns, n) if n else []
             new_keys = set(zip(*(columns[k] for k in keys), strict=True)) if n else set()
-            old_keys = writer.stored_keys(table, org_pk, changed_list, keys)
+            old_keys = writer.stored_keys(table, org_pk, lookup, keys) if lookup else set()
             stale[name] = sorted(old_keys - new_keys)
             stats.tables[name] = TableCounts(
                 inserted=len(new_keys - old_keys),
@@ -414,3 +424,107 @@ def history_versions(
             children=children.get(pk, {}),
         )
     return versions
+
+
+def write_first_versions(
+    writer: BulkWriter, batch: NormalizedBatch, positions: Sequence[int], observed_by: str
+) -> dict[str, int]:
+    """History rows of orders at these rows of the batch that the warehouse never held.
+
+    Each such order has exactly one version: open and current, valid from its
+    nested_updated_at, with all its boxes and items open from the same moment; the rows are
+    what HistoryWriter.record writes for it (same values, same order: by order pk, children
+    in batch order), built column by column from the batch's frames, with no lookup, no
+    timeline and no row dicts. Orders without a version time get no row (as in record).
+    Returns the rows written per history table.
+    """
+    orders = batch.orders
+    pks = orders["order_pk"].tolist()
+    nested = orders["nested_updated_at"].tolist()
+    rows = sorted((i for i in positions if nested[i] is not None), key=pks.__getitem__)
+    written: dict[str, int] = {}
+    if not rows:
+        return written
+    n = len(rows)
+    org_pk = batch.org_pk
+    observed_at = batch.synced_at
+
+    def take(values: list[Any], at: Sequence[int]) -> list[Any]:
+        return [values[i] for i in at]
+
+    def validity(columns: dict[str, list[Any]], starts: list[Any], count: int) -> None:
+        columns["valid_from"] = starts
+        columns["valid_to"] = [None] * count
+        columns["is_current"] = [True] * count
+        columns["observed_at"] = [observed_at] * count
+        columns["observed_by"] = [observed_by] * count
+        columns["deleted_at"] = [None] * count
+
+    ship_to: dict[str, tuple[Any, Any, Any]] = {}
+    addresses = batch.addresses
+    if len(addresses):
+        first = {pks[i] for i in rows}
+        for pk, role, country, region, code in zip(
+            addresses["order_pk"].tolist(),
+            addresses["role"].tolist(),
+            addresses["country"].tolist(),
+            addresses["region"].tolist(),
+            addresses["country_code"].tolist(),
+            strict=True,
+        ):
+            if role == "ship_to" and pk in first:
+                ship_to[pk] = (country, region, code)
+    order_pks = take(pks, rows)
+    columns = {c: take(orders[c].tolist(), rows) for c in _ORDER_VERSION_COLUMNS}
+    columns["org_pk"] = [org_pk] * n
+    columns["order_pk"] = order_pks
+    nowhere = (None, None, None)
+    places = [ship_to.get(pk, nowhere) for pk in order_pks]
+    columns["ship_to_country"] = [p[0] for p in places]
+    columns["ship_to_region"] = [p[1] for p in places]
+    columns["ship_to_country_code"] = [p[2] for p in places]
+    columns["raw"] = take(orders[RAW_JSON].tolist(), rows)
+    columns["content_hash"] = take(orders[DOC_HASH].tolist(), rows)
+    columns["normalize_version"] = [NORMALIZE_VERSION] * n
+    validity(columns, take(nested, rows), n)
+    table = wh_history.ORDER
+    verbatim: tuple[str, ...] = ()
+    if all(isinstance(v, str | None) for v in columns["raw"]):
+        verbatim = ("raw",)  # canonical JSON text from the normalizer
+    _check_complete(table, columns)
+    writer.write(table, writer.column_tuples(table, columns, n, verbatim))
+    written["order_history"] = n
+
+    rank = {pk: r for r, pk in enumerate(order_pks)}
+    start = dict(zip(order_pks, columns["valid_from"], strict=True))
+    for name, frame_name in (("box_history", "boxes"), ("item_history", "items")):
+        frame = batch.tables[frame_name]
+        if not len(frame):
+            continue
+        owners = frame["order_pk"].tolist()
+        keep = [j for j, pk in enumerate(owners) if pk in rank]
+        if not keep:
+            continue
+        keep.sort(key=lambda j: rank[owners[j]])  # stable: batch order within an order
+        m = len(keep)
+        child = {
+            c: take(frame[c].tolist(), keep)
+            for c in (*wh_history.CHILD_KEYS[name], *wh_history.CHILD_CONTENT[name])
+            if c != "content_hash"
+        }
+        child["org_pk"] = [org_pk] * m
+        child["order_pk"] = mine = take(owners, keep)
+        child["content_hash"] = take(frame[DOC_HASH].tolist(), keep)
+        validity(child, [start[pk] for pk in mine], m)
+        table = wh_history.CHILD_TABLES[name]
+        _check_complete(table, child)
+        writer.write(table, writer.column_tuples(table, child, m))
+        written[name] = m
+    return written
+
+
+def _check_complete(table: sa.Table, columns: dict[str, list[Any]]) -> None:
+    """Every column of the table is given (column_tuples would silently write NULL)."""
+    missing = [c.name for c in table.columns if c.name not in columns]
+    if missing:
+        raise AssertionError(f"{table.name}: no values for {missing}")
