@@ -106,20 +106,38 @@ def _json_texts(values: list[Any]) -> list[Any]:
     return out
 
 
-def _column_converter(column: sa.Column[Any], dialect: str) -> Callable[[list[Any]], list[Any]]:
+def column_converter(column: sa.Column[Any], dialect: str) -> Callable[[list[Any]], list[Any]]:
     """Like _converter, for a whole column at once (same results)."""
     kind = column.type
     if isinstance(kind, UTCDateTime) and dialect == "sqlite":
         return _sqlite_datetimes
     if isinstance(kind, sa.JSON) or column.name in ("raw", "tags", "custom_fields", "capabilities"):
         return _json_texts
-    one = _converter(column, dialect)
-    if isinstance(kind, UTCDateTime) or not (
-        isinstance(kind, DecimalNumber | sa.Date)
-        or (isinstance(kind, sa.Boolean) and dialect == "sqlite")
-    ):
-        return lambda values: values  # passed through unchanged
-    return lambda values: [one(v) for v in values]
+    if isinstance(kind, UTCDateTime):
+        return _unchanged
+    if isinstance(kind, DecimalNumber):
+        return _decimal_texts
+    if isinstance(kind, sa.Boolean) and dialect == "sqlite":
+        return _sqlite_booleans
+    if isinstance(kind, sa.Date):
+        return _date_texts
+    return _unchanged
+
+
+def _unchanged(values: list[Any]) -> list[Any]:
+    return values
+
+
+def _decimal_texts(values: list[Any]) -> list[Any]:
+    return [None if v is None else str(v) for v in values]
+
+
+def _sqlite_booleans(values: list[Any]) -> list[Any]:
+    return [None if v is None else 1 if v else 0 for v in values]  # == int(bool(v))
+
+
+def _date_texts(values: list[Any]) -> list[Any]:
+    return [None if v is None else v.isoformat() for v in values]
 
 
 def quote(name: str) -> str:
@@ -166,7 +184,7 @@ class BulkWriter:
             elif column.name in verbatim:
                 converted.append(values)
             else:
-                converted.append(_column_converter(column, self.dialect)(values))
+                converted.append(column_converter(column, self.dialect)(values))
         return list(zip(*converted, strict=True))
 
     def upsert(

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from rc_common.tables import CHILD_TABLES, DATA_TABLES, TableCounts
 from warehouse import history as wh_history
 from warehouse import models
-from warehouse.bulk import BulkWriter, quote
+from warehouse.bulk import BulkWriter, column_converter, quote
 from warehouse.db import chunks as _chunks
 from warehouse.db import retry_on_disconnect, write_transaction
 from warehouse.locks import verify_run_lock
@@ -227,23 +227,24 @@ class Loader:
                 .where(orders.c.org_pk == org_pk, orders.c.order_pk.in_(chunk))
                 .values(synced_at=synced_at)
             )
+        shared = BatchColumns(writer)
         if write_at:
-            columns = frame_columns(frame, write_at)
-            columns["deleted_at"] = [
-                _deletion_kept(deleted.get(order_pks[i]), nested[i]) for i in write_at
-            ]
-            columns["normalize_version"] = [NORMALIZE_VERSION] * len(write_at)
-            verbatim: tuple[str, ...] = ()
-            if RAW_JSON in columns:  # the canonical JSON text the normalizer already made
-                columns["raw"] = columns.pop(RAW_JSON)
-                verbatim = ("raw",)
-            writer.write(orders, writer.column_tuples(orders, columns, len(write_at), verbatim))
+            given: dict[str, list[Any]] = {
+                "deleted_at": [
+                    _deletion_kept(deleted.get(order_pks[i]), nested[i]) for i in write_at
+                ],
+                "normalize_version": [NORMALIZE_VERSION] * len(write_at),
+            }
+            verbatim: dict[str, list[Any]] = {}
+            if RAW_JSON in frame.columns:  # the canonical JSON text the normalizer already made
+                verbatim["raw"] = shared.values(frame, RAW_JSON, write_at)
+            writer.write(orders, shared.rows(orders, frame, write_at, given, verbatim))
         stats.tables["orders"] = TableCounts(
             inserted=stats.orders_new, updated=stats.orders_updated
         )
 
         if changed:
-            self._replace_children(writer, org_pk, batch, set(changed), stored, stats)
+            self._replace_children(writer, shared, org_pk, batch, set(changed), stored, stats)
         stats.issues_new, stats.issues_closed = mirror_issues(
             writer, org_pk, batch, changed, synced_at
         )
@@ -253,7 +254,7 @@ class Loader:
             # or older than the stored version) go through the timeline merge.
             first = [i for i in write_at if order_pks[i] not in stored]
             known = sorted([*(i for i in write_at if order_pks[i] in stored), *older_at])
-            written = write_first_versions(writer, batch, first, observed_by)
+            written = write_first_versions(writer, batch, first, observed_by, shared)
             counts = wh_history.HistoryCounts()
             if known:
                 versions = history_versions(batch, known, observed_by)
@@ -269,6 +270,7 @@ class Loader:
     def _replace_children(
         self,
         writer: BulkWriter,
+        shared: BatchColumns,
         org_pk: str,
         batch: NormalizedBatch,
         changed: set[str],
@@ -284,19 +286,17 @@ class Loader:
             table = TABLES[name]
             keys = [c.name for c in table.primary_key.columns]
             frame = batch.tables[name]
-            if len(frame):
-                owners = frame["order_pk"].tolist()
-                if all(pk in changed for pk in owners):
-                    columns = frame_columns(frame, None)
-                else:
-                    columns = frame_columns(
-                        frame, [i for i, pk in enumerate(owners) if pk in changed]
-                    )
-            else:
-                columns = {}
-            n = len(columns["order_pk"]) if columns else 0
-            incoming[name] = writer.column_tuples(table, columns, n) if n else []
-            new_keys = set(zip(*(columns[k] for k in keys), strict=True)) if n else set()
+            at: list[int] | None = None
+            n = len(frame)
+            if n:
+                owners = shared.values(frame, "order_pk")
+                if not all(pk in changed for pk in owners):
+                    at = [i for i, pk in enumerate(owners) if pk in changed]
+                    n = len(at)
+            incoming[name] = shared.rows(table, frame, at) if n else []
+            new_keys = (
+                set(zip(*(shared.values(frame, k, at) for k in keys), strict=True)) if n else set()
+            )
             old_keys = writer.stored_keys(table, org_pk, lookup, keys) if lookup else set()
             stale[name] = sorted(old_keys - new_keys)
             stats.tables[name] = TableCounts(
@@ -427,7 +427,11 @@ def history_versions(
 
 
 def write_first_versions(
-    writer: BulkWriter, batch: NormalizedBatch, positions: Sequence[int], observed_by: str
+    writer: BulkWriter,
+    batch: NormalizedBatch,
+    positions: Sequence[int],
+    observed_by: str,
+    shared: BatchColumns | None = None,
 ) -> dict[str, int]:
     """History rows of orders at these rows of the batch that the warehouse never held.
 
@@ -438,9 +442,10 @@ def write_first_versions(
     timeline and no row dicts. Orders without a version time get no row (as in record).
     Returns the rows written per history table.
     """
+    shared = shared or BatchColumns(writer)
     orders = batch.orders
-    pks = orders["order_pk"].tolist()
-    nested = orders["nested_updated_at"].tolist()
+    pks = shared.values(orders, "order_pk")
+    nested = shared.values(orders, "nested_updated_at")
     rows = sorted((i for i in positions if nested[i] is not None), key=pks.__getitem__)
     written: dict[str, int] = {}
     if not rows:
@@ -449,82 +454,150 @@ def write_first_versions(
     org_pk = batch.org_pk
     observed_at = batch.synced_at
 
-    def take(values: list[Any], at: Sequence[int]) -> list[Any]:
-        return [values[i] for i in at]
-
-    def validity(columns: dict[str, list[Any]], starts: list[Any], count: int) -> None:
-        columns["valid_from"] = starts
-        columns["valid_to"] = [None] * count
-        columns["is_current"] = [True] * count
-        columns["observed_at"] = [observed_at] * count
-        columns["observed_by"] = [observed_by] * count
-        columns["deleted_at"] = [None] * count
+    def validity(starts: list[Any], count: int) -> dict[str, list[Any]]:
+        return {
+            "valid_from": starts,
+            "valid_to": [None] * count,
+            "is_current": [True] * count,
+            "observed_at": [observed_at] * count,
+            "observed_by": [observed_by] * count,
+            "deleted_at": [None] * count,
+        }
 
     ship_to: dict[str, tuple[Any, Any, Any]] = {}
     addresses = batch.addresses
     if len(addresses):
         first = {pks[i] for i in rows}
         for pk, role, country, region, code in zip(
-            addresses["order_pk"].tolist(),
-            addresses["role"].tolist(),
-            addresses["country"].tolist(),
-            addresses["region"].tolist(),
-            addresses["country_code"].tolist(),
+            shared.values(addresses, "order_pk"),
+            shared.values(addresses, "role"),
+            shared.values(addresses, "country"),
+            shared.values(addresses, "region"),
+            shared.values(addresses, "country_code"),
             strict=True,
         ):
             if role == "ship_to" and pk in first:
                 ship_to[pk] = (country, region, code)
-    order_pks = take(pks, rows)
-    columns = {c: take(orders[c].tolist(), rows) for c in _ORDER_VERSION_COLUMNS}
-    columns["org_pk"] = [org_pk] * n
-    columns["order_pk"] = order_pks
+    order_pks = [pks[i] for i in rows]
+    starts = [nested[i] for i in rows]
     nowhere = (None, None, None)
     places = [ship_to.get(pk, nowhere) for pk in order_pks]
-    columns["ship_to_country"] = [p[0] for p in places]
-    columns["ship_to_region"] = [p[1] for p in places]
-    columns["ship_to_country_code"] = [p[2] for p in places]
-    columns["raw"] = take(orders[RAW_JSON].tolist(), rows)
-    columns["content_hash"] = take(orders[DOC_HASH].tolist(), rows)
-    columns["normalize_version"] = [NORMALIZE_VERSION] * n
-    validity(columns, take(nested, rows), n)
+    given = {
+        "org_pk": [org_pk] * n,
+        "order_pk": order_pks,
+        "ship_to_country": [p[0] for p in places],
+        "ship_to_region": [p[1] for p in places],
+        "ship_to_country_code": [p[2] for p in places],
+        "content_hash": shared.values(orders, DOC_HASH, rows),
+        "normalize_version": [NORMALIZE_VERSION] * n,
+        **validity(starts, n),
+    }
+    raw = shared.values(orders, RAW_JSON, rows)
+    verbatim: dict[str, list[Any]] = {}
+    if all(isinstance(v, str | None) for v in raw):
+        verbatim["raw"] = raw  # canonical JSON text from the normalizer
+    else:
+        given["raw"] = raw
     table = wh_history.ORDER
-    verbatim: tuple[str, ...] = ()
-    if all(isinstance(v, str | None) for v in columns["raw"]):
-        verbatim = ("raw",)  # canonical JSON text from the normalizer
-    _check_complete(table, columns)
-    writer.write(table, writer.column_tuples(table, columns, n, verbatim))
+    writer.write(table, shared.rows(table, orders, rows, given, verbatim, _ORDER_VERSION_COLUMNS))
     written["order_history"] = n
 
     rank = {pk: r for r, pk in enumerate(order_pks)}
-    start = dict(zip(order_pks, columns["valid_from"], strict=True))
+    start = dict(zip(order_pks, starts, strict=True))
     for name, frame_name in (("box_history", "boxes"), ("item_history", "items")):
         frame = batch.tables[frame_name]
         if not len(frame):
             continue
-        owners = frame["order_pk"].tolist()
+        owners = shared.values(frame, "order_pk")
         keep = [j for j, pk in enumerate(owners) if pk in rank]
         if not keep:
             continue
         keep.sort(key=lambda j: rank[owners[j]])  # stable: batch order within an order
         m = len(keep)
-        child = {
-            c: take(frame[c].tolist(), keep)
+        mine = [owners[j] for j in keep]
+        given = {
+            "org_pk": [org_pk] * m,
+            "order_pk": mine,
+            "content_hash": shared.values(frame, DOC_HASH, keep),
+            **validity([start[pk] for pk in mine], m),
+        }
+        from_frame = [
+            c
             for c in (*wh_history.CHILD_KEYS[name], *wh_history.CHILD_CONTENT[name])
             if c != "content_hash"
-        }
-        child["org_pk"] = [org_pk] * m
-        child["order_pk"] = mine = take(owners, keep)
-        child["content_hash"] = take(frame[DOC_HASH].tolist(), keep)
-        validity(child, [start[pk] for pk in mine], m)
+        ]
         table = wh_history.CHILD_TABLES[name]
-        _check_complete(table, child)
-        writer.write(table, writer.column_tuples(table, child, m))
+        writer.write(table, shared.rows(table, frame, keep, given, {}, from_frame))
         written[name] = m
     return written
 
 
-def _check_complete(table: sa.Table, columns: dict[str, list[Any]]) -> None:
-    """Every column of the table is given (column_tuples would silently write NULL)."""
-    missing = [c.name for c in table.columns if c.name not in columns]
-    if missing:
-        raise AssertionError(f"{table.name}: no values for {missing}")
+class BatchColumns:
+    """A batch's frame columns as lists and in driver form, each made once per batch.
+
+    The current-state rows and the first history versions read the same frame columns (the
+    history tables' columns have the same types), so each is listed and converted once.
+    """
+
+    def __init__(self, writer: BulkWriter) -> None:
+        self.dialect = writer.dialect
+        self._lists: dict[tuple[int, str], list[Any]] = {}
+        self._driver: dict[tuple[int, str, Any], list[Any]] = {}
+
+    def values(self, frame: Any, name: str, at: Sequence[int] | None = None) -> list[Any]:
+        """The frame column as a list (the rows at `at` only, if given)."""
+        key = (id(frame), name)
+        values = self._lists.get(key)
+        if values is None:
+            values = self._lists[key] = frame[name].tolist()
+        return values if at is None else [values[i] for i in at]
+
+    def driver(
+        self, frame: Any, name: str, target: sa.Column[Any], at: Sequence[int] | None
+    ) -> list[Any]:
+        """The frame column in the driver form of `target` (at `at` only, if given).
+
+        The whole column is converted once and kept when most of it is wanted; a few rows
+        of a large frame are converted alone.
+        """
+        convert = column_converter(target, self.dialect)
+        if at is not None and 2 * len(at) < len(frame):
+            return convert(self.values(frame, name, at))
+        key = (id(frame), name, convert)
+        values = self._driver.get(key)
+        if values is None:
+            values = self._driver[key] = convert(self.values(frame, name))
+        return values if at is None else [values[i] for i in at]
+
+    def rows(
+        self,
+        table: sa.Table,
+        frame: Any,
+        at: Sequence[int] | None,
+        given: dict[str, list[Any]] | None = None,
+        verbatim: dict[str, list[Any]] | None = None,
+        from_frame: Sequence[str] | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Driver-ready rows of `table` (in its column order) for the frame's rows at `at`.
+
+        Each column comes from `verbatim` (already in driver form), else `given` (converted
+        here), else the frame's column of the same name (only those in `from_frame`, when
+        given; every column must then be provided), else NULL.
+        """
+        given = given or {}
+        verbatim = verbatim or {}
+        n = len(frame) if at is None else len(at)
+        out: list[list[Any]] = []
+        for column in table.columns:
+            name = column.name
+            if name in verbatim:
+                out.append(verbatim[name])
+            elif name in given:
+                out.append(column_converter(column, self.dialect)(given[name]))
+            elif (from_frame is None or name in from_frame) and name in frame.columns:
+                out.append(self.driver(frame, name, column, at))
+            elif from_frame is not None:
+                raise AssertionError(f"{table.name}: no values for {name}")
+            else:
+                out.append([None] * n)
+        return list(zip(*out, strict=True))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from warehouse.bulk import VECTOR_MIN, _sqlite_datetimes, _utc_texts
-from warehouse.types import to_sqlite_text
+from warehouse import models
+from warehouse.bulk import VECTOR_MIN, _converter, _sqlite_datetimes, _utc_texts, column_converter
+from warehouse.types import DecimalNumber, UTCDateTime, to_sqlite_text
 
 utc_moments = st.datetimes(
     min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999)
@@ -54,3 +57,24 @@ def test_other_datetimes_take_the_per_value_path() -> None:
         values = [base, other] * VECTOR_MIN
         assert _utc_texts(values) is None
         assert _sqlite_datetimes(values) == _expected(values)
+
+
+def testcolumn_converters_equal_the_per_value_ones() -> None:
+    samples: dict[type, list[Any]] = {
+        DecimalNumber: [None, Decimal("1.10"), Decimal("-0.000001"), Decimal("1E+3"), "2.5"],
+        sa.Boolean: [None, True, False, 0, 1, 2],
+        sa.Date: [None, date(2024, 5, 1), date(1, 1, 1)],
+        UTCDateTime: [None, datetime(2024, 5, 1, tzinfo=UTC)] * VECTOR_MIN,
+    }
+    seen = set()
+    for table in models.metadata.tables.values():
+        for column in table.columns:
+            for kind, values in samples.items():
+                if isinstance(column.type, kind):
+                    for dialect in ("sqlite", "postgresql"):
+                        one = _converter(column, dialect)
+                        assert column_converter(column, dialect)(values) == [
+                            one(v) for v in values
+                        ], (table.name, column.name, dialect)
+                    seen.add(kind)
+    assert seen == set(samples)
