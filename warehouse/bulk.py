@@ -140,6 +140,58 @@ def _date_texts(values: list[Any]) -> list[Any]:
     return [None if v is None else v.isoformat() for v in values]
 
 
+_NONE = type(None)
+_BIGINT = (-(2**63), 2**63 - 1)
+
+
+def copy_type(values: list[Any]) -> str | None:
+    """The PostgreSQL type to tell COPY for a driver-form column, or None to let psycopg pick.
+
+    psycopg otherwise looks up a dumper for every value by its Python type; told the type
+    once, it writes the same text: only exact types whose fixed dumper writes what the
+    per-value choice writes are named (str: text; bool; int within bigint: psycopg picks
+    int2/int4/int8/numeric by size, whose text is the digits either way; aware datetimes:
+    timestamptz). A column of NULLs only: text.
+    """
+    kinds = set(map(type, values))
+    kinds.discard(_NONE)
+    if not kinds:
+        return "text"
+    if len(kinds) > 1:
+        return None
+    kind = kinds.pop()
+    if kind is str:
+        return "text"
+    if kind is bool:
+        return "bool"
+    if kind is int:
+        present = [v for v in values if v is not None]
+        return "int8" if _BIGINT[0] <= min(present) and max(present) <= _BIGINT[1] else None
+    if kind is datetime:  # filter(None, ...) drops the NULLs: a datetime is always true
+        return "timestamptz" if None not in set(map(_TZINFO, filter(None, values))) else None
+    return None
+
+
+class DriverRows(list[tuple[Any, ...]]):
+    """Driver-ready rows; `copy_types`: every column's COPY type when all are known."""
+
+    copy_types: list[str] | None = None
+
+
+def driver_rows(columns: list[list[Any]], copy: bool) -> DriverRows:
+    """Rows from driver-form columns (in table order), with their COPY types when `copy`."""
+    rows = DriverRows(zip(*columns, strict=True))
+    if copy and rows:
+        types: list[str] = []
+        for values in columns:
+            kind = copy_type(values)
+            if kind is None:
+                return rows
+            types.append(kind)
+        rows.copy_types = types
+    return rows
+
+
 def quote(name: str) -> str:
     return f'"{name}"'
 
@@ -185,7 +237,7 @@ class BulkWriter:
                 converted.append(values)
             else:
                 converted.append(column_converter(column, self.dialect)(values))
-        return list(zip(*converted, strict=True))
+        return driver_rows(converted, self.use_copy)
 
     def upsert(
         self,
@@ -246,6 +298,9 @@ class BulkWriter:
                 raw.cursor() as cursor,
                 cursor.copy(f"COPY {stage} ({collist}) FROM STDIN") as copy,
             ):
+                types = getattr(data, "copy_types", None)
+                if types is not None:  # one dumper per column instead of a lookup per value
+                    copy.set_types(types)
                 for values in data:
                     copy.write_row(values)
             result = self.conn.exec_driver_sql(

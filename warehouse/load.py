@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from rc_common.tables import CHILD_TABLES, DATA_TABLES, TableCounts
 from warehouse import history as wh_history
 from warehouse import models
-from warehouse.bulk import BulkWriter, column_converter, quote
+from warehouse.bulk import BulkWriter, column_converter, driver_rows, quote
 from warehouse.db import chunks as _chunks
 from warehouse.db import retry_on_disconnect, write_transaction
 from warehouse.locks import verify_run_lock
@@ -541,6 +541,7 @@ class BatchColumns:
 
     def __init__(self, writer: BulkWriter) -> None:
         self.dialect = writer.dialect
+        self.copy = writer.use_copy
         self._lists: dict[tuple[int, str], list[Any]] = {}
         self._driver: dict[tuple[int, str, Any], list[Any]] = {}
 
@@ -600,4 +601,4 @@ class BatchColumns:
                 raise AssertionError(f"{table.name}: no values for {name}")
             else:
                 out.append([None] * n)
-        return list(zip(*out, strict=True))
+        return driver_rows(out, self.copy)
