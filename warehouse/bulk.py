@@ -259,14 +259,22 @@ class BulkWriter:
         *,
         keep: Sequence[str] = (),
         when_differs: Sequence[str] = (),
+        fresh: bool = False,
     ) -> int:
         """Upsert driver-ready rows (in table column order); see upsert.
 
         With `when_differs`, a stored row is updated only when one of those columns differs;
-        returns the rows inserted or updated then (else the driver's row count).
+        returns the rows inserted or updated then (else the driver's row count). `fresh` says
+        no row's key can be stored yet (a first load's new orders): on PostgreSQL they are
+        copied straight into the table, and should a key exist after all, the copy is undone
+        (a savepoint) and the rows are upserted as usual.
         """
         if not data:
             return 0
+        if fresh and self.use_copy and not when_differs:
+            copied = self._copy_fresh(table, data)
+            if copied is not None:
+                return copied
         columns = [c.name for c in table.columns]
         keys = [c.name for c in table.primary_key.columns]
         updates = [c for c in columns if c not in keys and c not in keep]
@@ -315,6 +323,30 @@ class BulkWriter:
                 data,
             )
         return int(result.rowcount)
+
+    def _copy_fresh(self, table: sa.Table, data: list[tuple[Any, ...]]) -> int | None:
+        """COPY rows straight into `table` (no staging, no conflict check); None on a key clash.
+
+        The staging path writes every row twice (COPY into staging, then INSERT ... SELECT ...
+        ON CONFLICT); for rows that cannot clash, once is enough.
+        """
+        from psycopg.errors import UniqueViolation  # only ever on psycopg connections
+
+        collist = ", ".join(quote(c.name) for c in table.columns)
+        raw: Any = self.conn.connection.dbapi_connection  # psycopg.Connection
+        savepoint = self.conn.begin_nested()
+        try:
+            with (
+                raw.cursor() as cursor,
+                cursor.copy(f"COPY {quote(table.name)} ({collist}) FROM STDIN") as copy,
+            ):
+                for values in data:
+                    copy.write_row(values)
+        except UniqueViolation:
+            savepoint.rollback()
+            return None
+        savepoint.commit()
+        return len(data)
 
     def delete_keys(
         self, table: sa.Table, key_columns: Sequence[str], keys: list[tuple[Any, ...]]

@@ -111,6 +111,7 @@ def frame_columns(frame: Any, positions: list[int] | None) -> dict[str, list[Any
 # lookups (org_pk = ? AND order_pk IN (...)) degrade to scanning the whole org, which makes a
 # first sync quadratic (seen at 100k orders with autovacuum off; autovacuum also lags a bulk load).
 ANALYZE_FIRST_AT = 5_000
+ANALYZED_TABLES = ("orders", *CHILD_TABLES, "order_history", "box_history", "item_history")
 
 
 class Loader:
@@ -162,9 +163,12 @@ class Loader:
         self._orders_written += stats.orders_new + stats.orders_updated
         if self._orders_written >= self._analyze_at and self.engine.dialect.name == "postgresql":
             self._analyze_at = 2 * self._orders_written
+            # Only the key columns the loader looks rows up by: sampling the documents
+            # (orders.raw, order_history.raw) made a full ANALYZE ~5x dearer.
             with self.engine.begin() as conn:
                 conn.exec_driver_sql(
-                    "ANALYZE " + ", ".join(quote(name) for name in ("orders", *CHILD_TABLES))
+                    "ANALYZE "
+                    + ", ".join(f"{quote(name)} (org_pk, order_pk)" for name in ANALYZED_TABLES)
                 )
         return stats
 
@@ -238,7 +242,10 @@ class Loader:
             verbatim: dict[str, list[Any]] = {}
             if RAW_JSON in frame.columns:  # the canonical JSON text the normalizer already made
                 verbatim["raw"] = shared.values(frame, RAW_JSON, write_at)
-            writer.write(orders, shared.rows(orders, frame, write_at, given, verbatim))
+            # none of the batch's orders stored: none of its rows can clash (a first load)
+            writer.write(
+                orders, shared.rows(orders, frame, write_at, given, verbatim), fresh=not stored
+            )
         stats.tables["orders"] = TableCounts(
             inserted=stats.orders_new, updated=stats.orders_updated
         )
@@ -309,7 +316,8 @@ class Loader:
             table = TABLES[name]
             writer.delete_keys(table, [c.name for c in table.primary_key.columns], stale[name])
         for name in ("addresses", "boxes", "items"):
-            writer.write(TABLES[name], incoming[name])
+            # children of orders not stored before cannot exist (foreign keys)
+            writer.write(TABLES[name], incoming[name], fresh=not lookup)
 
 
 def mirror_issues(
@@ -499,7 +507,11 @@ def write_first_versions(
     else:
         given["raw"] = raw
     table = wh_history.ORDER
-    writer.write(table, shared.rows(table, orders, rows, given, verbatim, _ORDER_VERSION_COLUMNS))
+    writer.write(
+        table,
+        shared.rows(table, orders, rows, given, verbatim, _ORDER_VERSION_COLUMNS),
+        fresh=True,  # orders never held have no history (a stray row: upserted after all)
+    )
     written["order_history"] = n
 
     rank = {pk: r for r, pk in enumerate(order_pks)}
@@ -527,7 +539,7 @@ def write_first_versions(
             if c != "content_hash"
         ]
         table = wh_history.CHILD_TABLES[name]
-        writer.write(table, shared.rows(table, frame, keep, given, {}, from_frame))
+        writer.write(table, shared.rows(table, frame, keep, given, {}, from_frame), fresh=True)
         written[name] = m
     return written
 
