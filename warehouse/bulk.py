@@ -340,6 +340,9 @@ class BulkWriter:
                 raw.cursor() as cursor,
                 cursor.copy(f"COPY {quote(table.name)} ({collist}) FROM STDIN") as copy,
             ):
+                types = getattr(data, "copy_types", None)
+                if types is not None:  # see driver_rows
+                    copy.set_types(types)
                 for values in data:
                     copy.write_row(values)
         except UniqueViolation:
