@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -190,3 +190,25 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+# The time at which pinned sandbox stores are read: after all their generated data.
+PINNED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def pinned_org_docs(orders: int, seed: int, poison_rate: float = 0.0) -> tuple[str, list[Any]]:
+    """(org_pk, documents) of a one-org sandbox store whose data and clock are pinned."""
+    from rc_sandbox import SandboxConfig, SandboxStore
+
+    store = SandboxStore(
+        SandboxConfig(
+            orgs=1,
+            orders=orders,
+            seed=seed,
+            poison_rate=poison_rate,
+            data_until=datetime(2025, 12, 1, tzinfo=UTC),
+        ),
+        clock=lambda: PINNED_AT,
+    )
+    org = store.org_pks()[0]
+    return org, store.orders_json(org)

@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
+from support import PINNED_AT, pinned_org_docs
 
-from rc_sandbox import SandboxConfig, SandboxStore
 from warehouse import models
 from warehouse.bulk import BulkWriter, copy_type
 from warehouse.load import RAW_JSON, BatchColumns
 from warehouse.normalize import normalize_orders
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = PINNED_AT
 
 
 def test_copy_type_names_only_exact_single_types() -> None:
@@ -36,18 +36,8 @@ def test_copy_type_names_only_exact_single_types() -> None:
 def test_typed_copy_stores_the_same_rows(migrated: Engine) -> None:
     if migrated.dialect.name != "postgresql":
         pytest.skip("COPY is PostgreSQL's")
-    store = SandboxStore(
-        SandboxConfig(
-            orgs=1,
-            orders=150,
-            seed=13,
-            poison_rate=0.2,
-            data_until=datetime(2025, 12, 1, tzinfo=UTC),
-        ),
-        clock=lambda: T0,
-    )
-    org = store.org_pks()[0]
-    batch = normalize_orders(org, store.orders_json(org), T0)
+    org, docs = pinned_org_docs(150, seed=13, poison_rate=0.2)
+    batch = normalize_orders(org, docs, T0)
     names = ("orders", "addresses", "boxes", "items")
     stored: list[dict[str, list[Any]]] = []
     for typed in (True, False):

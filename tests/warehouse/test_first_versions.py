@@ -3,36 +3,24 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from support import PINNED_AT, pinned_org_docs
 
-from rc_sandbox import SandboxConfig, SandboxStore
 from warehouse import history, models
 from warehouse.bulk import BulkWriter
 from warehouse.db import write_transaction
 from warehouse.load import Loader, history_versions
 from warehouse.normalize import normalize_orders
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = PINNED_AT
 TABLES = ("order_history", "box_history", "item_history")
 
 
 def _docs() -> tuple[str, list[dict[str, Any]]]:
-    store = SandboxStore(
-        SandboxConfig(
-            orgs=1,
-            orders=240,
-            seed=11,
-            poison_rate=0.1,
-            data_until=datetime(2025, 12, 1, tzinfo=UTC),
-        ),
-        clock=lambda: T0,
-    )
-    org = store.org_pks()[0]
-    docs = store.orders_json(org)
+    org, docs = pinned_org_docs(240, seed=11, poison_rate=0.1)
     for j, doc in enumerate(docs[:40]):  # odd documents
         if j % 5 == 0:
             doc.pop("nested_updated_at", None)  # no version time: no history row

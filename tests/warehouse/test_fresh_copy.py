@@ -5,28 +5,18 @@ upserted instead: the same tables as the upsert path, on both databases."""
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from support import PINNED_AT, pinned_org_docs
 
-from rc_sandbox import SandboxConfig, SandboxStore
 from warehouse import bulk
 from warehouse.load import Loader
 from warehouse.normalize import normalize_orders
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = PINNED_AT
 DATA = ("orders", "boxes", "items", "addresses", "order_history", "box_history", "item_history")
-
-
-def _docs() -> tuple[str, list[dict[str, Any]]]:
-    store = SandboxStore(
-        SandboxConfig(orgs=1, orders=60, seed=4, data_until=datetime(2025, 12, 1, tzinfo=UTC)),
-        clock=lambda: T0,
-    )
-    org = store.org_pks()[0]
-    return org, store.orders_json(org)
 
 
 def _tables(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
@@ -56,7 +46,7 @@ def _copies(monkeypatch: Any) -> list[str]:
 
 
 def test_a_first_load_is_copied_and_a_clash_falls_back(migrated: Engine, monkeypatch: Any) -> None:
-    org, docs = _docs()
+    org, docs = pinned_org_docs(60, seed=4)
     seen = _copies(monkeypatch)
     Loader(migrated).load_batch(org, normalize_orders(org, copy.deepcopy(docs[:40]), T0))
     if migrated.dialect.name == "postgresql":
